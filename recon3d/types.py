@@ -1,0 +1,90 @@
+"""Data passed between recon3d's stages.
+
+Conventions (fixed for the whole project, see DESIGN.md):
+
+* Cameras use OpenCV axes: x right, y down, z forward.
+* ``extrinsics_w2c`` maps world points to camera points: ``X_cam = R @ X_world + t``.
+  The world frame is the first camera's frame unless an alignment says otherwise.
+* ``intrinsics`` are in pixels of the model's input images (``images``), with the
+  continuous pixel convention: the image spans ``[0, W] x [0, H]`` and pixel ``(v, u)``
+  has its centre at ``(u + 0.5, v + 0.5)``; the principal point of VGGT is ``(W/2, H/2)``.
+* ``to_original[i]`` is a 3x3 affine map from model pixel coordinates of view ``i`` to
+  pixel coordinates of the original image (same continuous convention), undoing the
+  resize, crop and padding of preprocessing.
+* Confidences are ``1 + exp(x) >= 1``; larger is more confident.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Prediction:
+    """Per-view output of a reconstruction network, float32 numpy arrays on the CPU.
+
+    Attributes:
+        images: ``[S,3,H,W]`` network input in [0,1].
+        extrinsics_w2c: ``[S,4,4]`` world-to-camera transforms.
+        intrinsics: ``[S,3,3]`` pinhole intrinsics in model pixels.
+        depth: ``[S,H,W]`` z-depth along the camera axis (scene units, up to scale).
+        depth_conf: ``[S,H,W]`` confidence of ``depth`` (>= 1).
+        points: ``[S,H,W,3]`` world points from the point-map head.
+        points_conf: ``[S,H,W]`` confidence of ``points`` (>= 1).
+        to_original: ``[S,3,3]`` affine map from model pixels to original image pixels.
+        original_sizes: ``[S,2]`` original image sizes as (height, width).
+        names: one name per view (file name or video frame id).
+        model_name: the network that produced the prediction.
+    """
+
+    images: np.ndarray
+    extrinsics_w2c: np.ndarray
+    intrinsics: np.ndarray
+    depth: np.ndarray
+    depth_conf: np.ndarray
+    points: np.ndarray
+    points_conf: np.ndarray
+    to_original: np.ndarray
+    original_sizes: np.ndarray
+    names: list[str] = field(default_factory=list)
+    model_name: str = ""
+
+    @property
+    def num_views(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_size_hw(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    @property
+    def extrinsics_c2w(self) -> np.ndarray:
+        """``[S,4,4]`` camera-to-world transforms (camera poses)."""
+        return np.linalg.inv(self.extrinsics_w2c.astype(np.float64)).astype(np.float32)
+
+    def points_from_depth(self) -> np.ndarray:
+        """``[S,H,W,3]`` world points unprojected from ``depth`` through the cameras."""
+        from recon3d.geometry.cameras import unproject_depth
+
+        return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics)
+
+    def save_npz(self, path: str | Path) -> None:
+        """Write every field to a compressed ``.npz`` (atomically: temp file, then rename)."""
+        from recon3d.io.atomic import atomic_path
+
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        arrays["names"] = np.asarray(self.names, dtype=str)
+        arrays["model_name"] = np.asarray(self.model_name, dtype=str)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load_npz(cls, path: str | Path) -> Prediction:
+        with np.load(path, allow_pickle=False) as data:
+            kwargs = {f.name: data[f.name] for f in fields(cls)}
+        kwargs["names"] = [str(n) for n in kwargs["names"]]
+        kwargs["model_name"] = str(kwargs["model_name"])
+        return cls(**kwargs)
