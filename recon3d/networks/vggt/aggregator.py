@@ -60,17 +60,15 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, c.embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, c.num_register_tokens, c.embed_dim))
         self.patch_start_idx = 1 + c.num_register_tokens
-        self.register_buffer(
-            "_resnet_mean", torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "_resnet_std", torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1), persistent=False
-        )
 
     def embed_frames(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B,S,3,H,W]`` in [0,1] → aggregator input tokens ``[B*S, P, C]``."""
         b, s = images.shape[:2]
-        x = ((images - self._resnet_mean) / self._resnet_std).flatten(0, 1)
+        # Made per call rather than stored as buffers, so a model built on the meta
+        # device and filled from a checkpoint has nothing left uninitialised.
+        mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
+        x = ((images - mean) / std).flatten(0, 1)
         patches = self.patch_embed(x)
         return torch.cat(
             [

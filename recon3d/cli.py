@@ -1,0 +1,155 @@
+"""The ``recon3d`` command line.
+
+Exit codes: 0 success, 1 user error (a one-line message, no traceback), 2 internal
+error (set RECON3D_DEBUG=1 for the traceback).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from recon3d.errors import Recon3DError
+
+app = typer.Typer(
+    name="recon3d",
+    help="Feed-forward 3D reconstruction from unposed photos: cameras, depth, point maps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, inspect and download models of the zoo.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+
+
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the prediction (.npz)."),
+    model: str = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16."),
+    mode: str = typer.Option("crop", help="Preprocessing: crop (width 518, centre crop), pad (long side 518, white square) or fit (long side 518, aspect kept)."),
+    fps: Optional[float] = typer.Option(None, help="Video inputs: frames per second to sample (default 1)."),
+    every_n: Optional[int] = typer.Option(None, "--every-n", help="Video inputs: take every N-th frame instead."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Video inputs: at most this many frames, evenly spread."),
+) -> None:
+    """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
+    from recon3d.pipeline import reconstruct
+
+    if output.suffix != ".npz":
+        raise Recon3DError(f"output '{output}' must end in .npz")
+    if mode not in ("crop", "pad", "fit"):
+        raise Recon3DError(f"--mode must be crop, pad or fit, not '{mode}'")
+    start = time.perf_counter()
+    with console.status("starting") as status:
+        prediction = reconstruct(
+            inputs, model, device=device, precision=precision, preprocess_mode=mode,
+            video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
+            on_stage=lambda name: status.update(f"{name}…"),
+        )
+        status.update("writing")
+        prediction.save_npz(output)
+    h, w = prediction.image_size_hw
+    console.print(
+        f"[green]wrote[/green] {output}: {prediction.num_views} views at {w}x{h} "
+        f"with model {prediction.model_name} in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Zoo models with parameter counts, licences and whether their weights are here."""
+    from recon3d.zoo import EMBEDDED_DEFAULT, REGISTRY, count_parameters, is_cached
+
+    table = Table(title="recon3d model zoo")
+    for col in ("name", "parameters", "licence", "weights here", "source"):
+        table.add_column(col)
+    for entry in REGISTRY.values():
+        source = entry.hf_repo or (str(entry.local_dir) if entry.local_dir else "random init")
+        name = entry.name + (" (default offline)" if entry.name == EMBEDDED_DEFAULT else "")
+        table.add_row(name, f"{count_parameters(entry.config) / 1e6:,.1f} M", entry.licence,
+                      "yes" if is_cached(entry) else "no", source)
+    Console().print(table)
+
+
+@models_app.command("info")
+def models_info(name: str = typer.Argument(..., help="A zoo name.")) -> None:
+    """Configuration, size, licence and loading notes of one zoo model."""
+    from recon3d.networks.vggt.model import SKIPPED_CHECKPOINT_PREFIXES
+    from recon3d.zoo import REGISTRY, count_parameters, is_cached
+
+    if name not in REGISTRY:
+        raise Recon3DError(f"unknown model '{name}'; `recon3d models list` shows the zoo")
+    e = REGISTRY[name]
+    c = e.config
+    out = Console()
+    out.print(f"[bold]{e.name}[/bold]: {e.description}")
+    out.print(f"licence: {e.licence}")
+    out.print(f"weights: {e.hf_repo or e.local_dir or 'random initialisation'} ({'here' if is_cached(e) else 'not here'})")
+    out.print(f"parameters run by recon3d: {count_parameters(c):,}")
+    out.print(
+        f"architecture: VGGT, embed {c.embed_dim}, depth {c.depth}, heads {c.num_heads}, "
+        f"patch embed {c.patch_embed.type}, camera trunk {c.camera_head.trunk_depth}, "
+        f"DPT features {c.dpt.features} reading layers {c.dpt.intermediate_layer_idx}"
+    )
+    if c.enable_track:
+        out.print(
+            f"note: the checkpoint's tracking head ({', '.join(SKIPPED_CHECKPOINT_PREFIXES)}*) is skipped "
+            "when loading: recon3d does not run point tracking"
+        )
+
+
+@models_app.command("download")
+def models_download(
+    name: str = typer.Argument(..., help="A zoo name with a Hugging Face source."),
+    revision: Optional[str] = typer.Option(None, help="Branch, tag or commit."),
+) -> None:
+    """Download a model's weights into the Hugging Face cache (shows progress)."""
+    from recon3d.zoo import REGISTRY, hf_download
+
+    entry = REGISTRY.get(name)
+    if entry is None or entry.hf_repo is None:
+        raise Recon3DError(f"'{name}' is not a zoo model with downloadable weights; `recon3d models list` shows the zoo")
+    path = hf_download(entry.hf_repo, revision, gated=entry.gated)
+    Console().print(f"{name}: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the typer app and turns exceptions into exit codes."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+    except Recon3DError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return 1
+    except (KeyboardInterrupt, typer.Abort):
+        console.print("interrupted")
+        return 130
+    except typer.Exit as ex:
+        return ex.exit_code
+    except Exception as err:  # noqa: BLE001 — anything else is our bug, reported as such
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        if os.environ.get("RECON3D_DEBUG"):
+            raise
+        console.print(f"[red]internal error:[/red] {type(err).__name__}: {escape(str(err))} (set RECON3D_DEBUG=1 for details)",
+                      highlight=False, soft_wrap=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``reconstruct``: photos in, a ``Prediction`` out (cameras, depth, point maps)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+
+from recon3d.errors import InputError
+from recon3d.types import Prediction
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | Path | PIL.Image.Image
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but this torch build or machine has no CUDA; use --device cpu")
+    return device
+
+
+def _load_inputs(inputs: ImageInput | Sequence[ImageInput], **video_options) -> tuple[list[PIL.Image.Image], list[str]]:
+    from recon3d.io.images import collect_inputs
+
+    items = [inputs] if isinstance(inputs, (str, Path, PIL.Image.Image)) else list(inputs)
+    if not items:
+        raise InputError("no input images given")
+    if all(isinstance(x, PIL.Image.Image) for x in items):
+        return [x.convert("RGB") for x in items], [f"image_{i:04d}" for i in range(len(items))]
+    loaded = collect_inputs(items, **video_options)
+    return [x.image for x in loaded], [x.name for x in loaded]
+
+
+@torch.inference_mode()
+def predict_tensors(model: torch.nn.Module, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; return per-view fp32 numpy arrays.
+
+    Keys: extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]``, depth/depth_conf ``[S,H,W]``,
+    points ``[S,H,W,3]``, points_conf ``[S,H,W]``.
+    """
+    from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous
+
+    device = next(model.parameters()).device
+    out = model(images.to(device))
+    h, w = images.shape[-2:]
+    extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"][0].float(), (h, w))
+
+    def host(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    return {
+        "extrinsics_w2c": host(to_homogeneous(extrinsics)),
+        "intrinsics": host(intrinsics),
+        "depth": host(out["depth"][0, ..., 0]),
+        "depth_conf": host(out["depth_conf"][0]),
+        "points": host(out["world_points"][0]),
+        "points_conf": host(out["world_points_conf"][0]),
+    }
+
+
+def reconstruct(
+    images: ImageInput | Sequence[ImageInput],
+    model: str | Path | torch.nn.Module = "auto",
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    preprocess_mode: str = "crop",
+    video_every_n: int | None = None,
+    video_fps: float | None = None,
+    video_max_frames: int | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Prediction:
+    """Predict cameras, depth and point maps for unposed photos.
+
+    Args:
+        images: a folder, image or video paths, or PIL images (at least one).
+        model: a loaded network, or anything ``recon3d.load_model`` accepts.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        precision: backbone precision when ``model`` is loaded here.
+        preprocess_mode: ``"crop"`` (width 518, centre crop), ``"pad"`` (long side 518,
+            white padding to a square) or ``"fit"`` (long side 518, aspect kept).
+        video_every_n, video_fps, video_max_frames: frame sampling for video inputs.
+        on_stage: called with a short stage name as work progresses (for progress bars).
+
+    Returns:
+        A ``Prediction`` whose world frame is the first view's camera.
+    """
+    from recon3d.io.preprocess import preprocess_images
+    from recon3d.zoo import load_model
+
+    stage = on_stage or (lambda name: None)
+    torch_device = resolve_device(device)
+    stage("load images")
+    pil_images, names = _load_inputs(
+        images, video_every_n=video_every_n, video_fps=video_fps, video_max_frames=video_max_frames
+    )
+    if not isinstance(model, torch.nn.Module):
+        stage("load model")
+        model = load_model(model, device=torch_device, precision=precision)
+    stage("preprocess")
+    patch = model.config.patch_size
+    batch = preprocess_images(pil_images, mode=preprocess_mode, target_size=model.config.img_size, patch_size=patch)
+    stage("network")
+    arrays = predict_tensors(model, batch.images)
+    info = getattr(model, "info", None)
+    return Prediction(
+        images=batch.images.numpy().astype(np.float32),
+        to_original=np.asarray(batch.to_original, dtype=np.float32),
+        original_sizes=np.asarray(batch.original_sizes, dtype=np.int64),
+        names=names,
+        model_name=info.name if info else type(model).__name__,
+        **arrays,
+    )

@@ -1,0 +1,329 @@
+"""Model zoo: a name, a local path or a Hugging Face repo id → a ready network.
+
+``load_model("vggt-1b")`` reads the official checkpoint from the Hugging Face cache
+(downloading it when online), ``load_model("path/to/dir")`` reads ``config.json`` +
+``model.safetensors``, ``load_model("model.pt")`` reads a torch file without unpickling
+anything but tensors, and ``load_model("auto")`` picks the best model available here.
+Weights are read from safetensors or ``torch.load(weights_only=True)`` only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from recon3d.errors import WeightsError
+from recon3d.networks.vggt import VGGT, VGGTConfig
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(os.environ.get("RECON3D_MODELS_DIR", Path(__file__).resolve().parents[1] / "models"))
+WEIGHT_FILES = ("model.safetensors", "model.pt")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named model: its architecture, where its weights come from, and its licence."""
+
+    name: str
+    description: str
+    licence: str
+    config: VGGTConfig = field(default_factory=VGGTConfig)
+    hf_repo: str | None = None
+    gated: bool = False
+    local_dir: Path | None = None
+    random_init_seed: int | None = None
+
+
+def _untrained_small_config() -> VGGTConfig:
+    return VGGTConfig(
+        embed_dim=128, depth=4, num_heads=4, patch_embed={"type": "conv"},
+        camera_head={"trunk_depth": 1, "num_heads": 4},
+        dpt={"features": 64, "out_channels": [32, 64, 128, 128], "intermediate_layer_idx": [0, 1, 2, 3]},
+        enable_track=False,
+    )
+
+
+REGISTRY: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry(
+            "vggt-1b", "Official VGGT-1B (Wang et al., CVPR 2025), 1.26B parameters",
+            "CC BY-NC 4.0 (non-commercial use only)", hf_repo="facebook/VGGT-1B",
+        ),
+        ZooEntry(
+            "vggt-1b-commercial", "Official VGGT-1B, commercial-use release (gated on Hugging Face)",
+            "VGGT commercial licence (accept it at huggingface.co/facebook/VGGT-1B-Commercial)",
+            hf_repo="facebook/VGGT-1B-Commercial", gated=True,
+        ),
+        ZooEntry(
+            "vggt-untrained-small", "Small VGGT with random weights: exercises the pipeline, predicts nothing useful",
+            "Apache-2.0", config=_untrained_small_config(), random_init_seed=0,
+        ),
+    )
+}
+
+# The model `auto` falls back to when no official weights are available.
+EMBEDDED_DEFAULT = "vggt-untrained-small"
+
+
+@dataclass
+class ModelInfo:
+    """What was loaded, attached to the network as ``model.info``."""
+
+    name: str
+    source: str
+    licence: str
+    skipped_keys: list[str] = field(default_factory=list)
+    trained: bool = True
+
+
+def count_parameters(config: VGGTConfig) -> int:
+    """Parameter count of a configuration, computed on the meta device (no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VGGT(config).parameters())
+
+
+# ---------------------------------------------------------------- reading weights
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` or torch file, refusing anything that is not tensors."""
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"cannot read '{path}' as safetensors: {err}") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(
+            f"refusing to load '{path}': it is not a plain tensor checkpoint ({first}); "
+            "recon3d never unpickles arbitrary objects — convert it to .safetensors"
+        ) from None
+    if isinstance(data, dict) and not all(isinstance(v, torch.Tensor) for v in data.values()):
+        for key in ("model", "state_dict"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"'{path}' does not hold a state dict of tensors")
+    return data
+
+
+def _config_from_json(path: Path) -> VGGTConfig:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise WeightsError(f"cannot read model config '{path}': {err}") from None
+    data.pop("architecture", None)
+    # The official Hugging Face config.json only holds the VGGT() constructor arguments.
+    mixin_keys = {"img_size", "patch_size", "embed_dim", "enable_camera", "enable_point",
+                  "enable_depth", "enable_track"}
+    try:
+        if set(data) <= mixin_keys:
+            return VGGTConfig(**data)
+        return VGGTConfig.from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"invalid model config '{path}': {err}") from None
+
+
+def build_model(config: VGGTConfig, state_dict: dict[str, torch.Tensor] | None, source: str) -> VGGT:
+    """A network for ``config``, filled from ``state_dict`` (strict) or freshly initialised."""
+    if state_dict is None:
+        return VGGT(config).init_weights(seed=0)
+    # Built on the meta device and filled by assignment: no time spent on a random
+    # initialisation that the checkpoint overwrites, and no second copy in memory.
+    with torch.device("meta"):
+        model = VGGT(config)
+    try:
+        skipped = model.load_checkpoint(state_dict)
+    except RuntimeError as err:
+        missing = [k for k in model.state_dict() if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in model.state_dict() and not k.startswith("track_head.")]
+        detail = f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        if not missing and not unexpected:
+            detail = str(err).splitlines()[-1].strip()
+        raise WeightsError(f"weights from '{source}' do not fit the VGGT configuration: {detail}") from None
+    model.skipped_keys = skipped
+    return model
+
+
+def _load_dir(directory: Path, source: str) -> VGGT:
+    config_path = directory / "config.json"
+    for name in WEIGHT_FILES:
+        if (directory / name).is_file():
+            config = _config_from_json(config_path) if config_path.is_file() else VGGTConfig()
+            return build_model(config, read_state_dict(directory / name), source)
+    raise WeightsError(f"no {' or '.join(WEIGHT_FILES)} in '{directory}'")
+
+
+def _load_file(path: Path) -> VGGT:
+    config_path = path.with_name("config.json")
+    config = _config_from_json(config_path) if config_path.is_file() else VGGTConfig()
+    return build_model(config, read_state_dict(path), str(path))
+
+
+# ---------------------------------------------------------------- Hugging Face
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
+def hf_cached_file(repo: str, revision: str | None = None) -> Path | None:
+    """Path of a weights file of ``repo`` already in the Hugging Face cache, if any."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in WEIGHT_FILES:
+        hit = try_to_load_from_cache(repo, name, revision=revision)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def hf_download(repo: str, revision: str | None = None, *, gated: bool = False) -> Path:
+    """Download (with a progress bar) or reuse the cached weights of ``repo``."""
+    cached = hf_cached_file(repo, revision)
+    if cached is not None:
+        return cached
+    how = (
+        f"download model.safetensors from https://huggingface.co/{repo} on a machine with internet "
+        f"access and pass its path with --model, or put it in the Hugging Face cache "
+        f"(`huggingface-cli download {repo}`)"
+    )
+    if _hf_offline():
+        raise WeightsError(f"weights of '{repo}' are not cached and HF_HUB_OFFLINE is set; {how}")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
+
+    last: Exception | None = None
+    for name in WEIGHT_FILES:
+        try:
+            return Path(hf_hub_download(repo, name, revision=revision))
+        except GatedRepoError:
+            raise WeightsError(
+                f"'{repo}' is gated: accept its licence on huggingface.co and log in "
+                "(`huggingface-cli login`), then retry"
+            ) from None
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+            last = err
+    reason = type(last).__name__ if last else "not found"
+    raise WeightsError(f"cannot download the weights of '{repo}' ({reason}); {how}")
+
+
+def _load_hf(repo: str, revision: str | None, config: VGGTConfig | None, gated: bool = False) -> VGGT:
+    weights = hf_download(repo, revision, gated=gated)
+    if config is None:
+        config_path = weights.with_name("config.json")
+        if not config_path.is_file():
+            from huggingface_hub import hf_hub_download
+
+            try:
+                config_path = Path(hf_hub_download(repo, "config.json", revision=revision))
+            except Exception:
+                config_path = None  # type: ignore[assignment]
+        config = _config_from_json(config_path) if config_path else VGGTConfig()
+    return build_model(config, read_state_dict(weights), f"hf://{repo}")
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _load_entry(entry: ZooEntry, revision: str | None) -> tuple[VGGT, str]:
+    if entry.random_init_seed is not None:
+        return VGGT(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
+    if entry.local_dir is not None:
+        return _load_dir(entry.local_dir, entry.name), str(entry.local_dir)
+    assert entry.hf_repo is not None
+    return _load_hf(entry.hf_repo, revision, entry.config, entry.gated), f"hf://{entry.hf_repo}"
+
+
+def resolve_auto() -> tuple[str, str]:
+    """The zoo name ``auto`` stands for here, and why (one line)."""
+    if hf_cached_file("facebook/VGGT-1B") is not None:
+        return "vggt-1b", "VGGT-1B weights found in the Hugging Face cache"
+    return EMBEDDED_DEFAULT, "no VGGT-1B weights in the Hugging Face cache (pass --model vggt-1b to download them)"
+
+
+def load_model(
+    source: str | Path = "auto",
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    revision: str | None = None,
+) -> VGGT:
+    """Load a network by zoo name, local file or directory, or Hugging Face repo id.
+
+    Args:
+        source: ``"auto"``, a name from ``REGISTRY``, a ``.safetensors``/``.pt`` file
+            (``config.json`` beside it, else the VGGT-1B configuration), a directory
+            with ``config.json`` + ``model.safetensors``, or ``"owner/repo"``.
+        device: where the network runs.
+        precision: backbone precision, see ``recon3d.networks.precision``.
+        revision: Hugging Face revision (branch, tag or commit) for hub sources.
+
+    Returns:
+        The network in eval mode, with ``model.info`` (a ``ModelInfo``).
+    """
+    from recon3d.networks.precision import backbone_autocast_dtype
+
+    source_str = str(source)
+    if source_str == "auto":
+        source_str, why = resolve_auto()
+        log.info("model: %s (%s)", source_str, why)
+    path = Path(source_str).expanduser()
+    if source_str in REGISTRY:
+        entry = REGISTRY[source_str]
+        model, origin = _load_entry(entry, revision)
+        info = ModelInfo(entry.name, origin, entry.licence, trained=entry.random_init_seed is None)
+    elif path.is_dir():
+        model, info = _load_dir(path, source_str), ModelInfo(path.name, str(path), "see the model's card")
+    elif path.is_file():
+        model, info = _load_file(path), ModelInfo(path.stem, str(path), "see the model's card")
+    elif source_str.count("/") == 1 and not path.suffix and not source_str.startswith((".", "/")):
+        model = _load_hf(source_str, revision, None)
+        info = ModelInfo(source_str, f"hf://{source_str}", "see the repository's model card")
+    else:
+        names = ", ".join(["auto", *REGISTRY])
+        raise WeightsError(f"unknown model '{source_str}': not a zoo name ({names}), a file, a directory or a Hugging Face repo id")
+    info.skipped_keys = getattr(model, "skipped_keys", [])
+    model.info = info
+    model.backbone_dtype = backbone_autocast_dtype(precision, device)
+    return model.to(device).eval()
+
+
+def save_model(model: VGGT, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically)."""
+    from safetensors.torch import save_file
+
+    from recon3d.io.atomic import atomic_path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": "vggt"})
+    with atomic_path(directory / "config.json") as tmp:
+        tmp.write_text(json.dumps({"architecture": "vggt", **model.config.to_dict()}, indent=1) + "\n")
+    return directory
+
+
+def is_cached(entry: ZooEntry) -> bool:
+    if entry.random_init_seed is not None:
+        return True
+    if entry.local_dir is not None:
+        return any((entry.local_dir / n).is_file() for n in WEIGHT_FILES)
+    return entry.hf_repo is not None and hf_cached_file(entry.hf_repo) is not None
