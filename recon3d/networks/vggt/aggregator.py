@@ -61,15 +61,19 @@ class Aggregator(nn.Module):
         self.register_token = nn.Parameter(torch.zeros(1, 2, c.num_register_tokens, c.embed_dim))
         self.patch_start_idx = 1 + c.num_register_tokens
 
-    def embed_frames(self, images: torch.Tensor) -> torch.Tensor:
-        """``images [B,S,3,H,W]`` in [0,1] → aggregator input tokens ``[B*S, P, C]``."""
-        b, s = images.shape[:2]
+    @staticmethod
+    def normalize(images: torch.Tensor) -> torch.Tensor:
+        """``[B,S,3,H,W]`` in [0,1] → ImageNet-normalised ``[B*S,3,H,W]``."""
         # Made per call rather than stored as buffers, so a model built on the meta
         # device and filled from a checkpoint has nothing left uninitialised.
         mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
-        x = ((images - mean) / std).flatten(0, 1)
-        patches = self.patch_embed(x)
+        return ((images - mean) / std).flatten(0, 1)
+
+    def embed_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B,S,3,H,W]`` in [0,1] → aggregator input tokens ``[B*S, P, C]``."""
+        b, s = images.shape[:2]
+        patches = self.patch_embed(self.normalize(images))
         return torch.cat(
             [
                 _per_frame_tokens(self.camera_token, b, s).to(patches.dtype),
