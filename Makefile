@@ -1,0 +1,39 @@
+# recon3d: `make demo` and `make test` work on a fresh machine (they run `make setup` first).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_INPUT ?= assets/scenes/object_8/images
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml Makefile
+	@# open3d (meshes) needs libusb at import time; install it from Debian when missing.
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq libusb-1.0-0 >/dev/null; \
+		else echo "note: install the Debian package libusb-1.0-0 (needed by open3d)"; fi; \
+	fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first, and only when missing: the CPU build 2.13.0, never a CUDA build pulled in by a range.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/recon3d predict $(DEMO_INPUT) -o $(DEMO_OUT)/prediction.npz
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) benchmarks/vggt_cpu.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
