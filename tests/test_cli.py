@@ -1,0 +1,102 @@
+"""The command line as a user meets it: exit codes, one-line errors, written files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recon3d.geometry.cameras import unproject_depth
+from recon3d.types import Prediction
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "recon3d", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _write_photo(path: Path, size=(160, 120), seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def assert_one_line_user_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("predict", str(tmp_path / "empty"), "-o", str(tmp_path / "p.npz"), "--model", "vggt-untrained-small")
+    assert_one_line_user_error(result, "no images")
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_folder_of_non_images(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    (folder / "data.csv").write_text("1,2")
+    result = run_cli("predict", str(folder), "-o", str(tmp_path / "p.npz"), "--model", "vggt-untrained-small")
+    assert_one_line_user_error(result, "no images")
+
+
+def test_corrupt_png(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _write_photo(folder / "good.png")
+    data = (folder / "good.png").read_bytes()
+    (folder / "broken.png").write_bytes(data[: len(data) // 2])
+    result = run_cli("predict", str(folder), "-o", str(tmp_path / "p.npz"), "--model", "vggt-untrained-small")
+    assert_one_line_user_error(result, "broken.png")
+    assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob(".*part"))
+
+
+def test_missing_path_and_bad_model(tmp_path):
+    result = run_cli("predict", str(tmp_path / "nope"), "-o", str(tmp_path / "p.npz"))
+    assert_one_line_user_error(result, "nope")
+    _write_photo(tmp_path / "a.png")
+    result = run_cli("predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "p.npz"), "--model", "no-such-model")
+    assert_one_line_user_error(result, "no-such-model")
+
+
+def test_single_image_gives_a_valid_one_view_prediction(tmp_path):
+    _write_photo(tmp_path / "only.png", size=(200, 150))
+    out = tmp_path / "pred.npz"
+    result = run_cli("predict", str(tmp_path / "only.png"), "-o", str(out), "--model", "vggt-untrained-small")
+    assert result.returncode == 0, result.stderr
+    pred = Prediction.load_npz(out)
+    assert pred.num_views == 1 and pred.names == ["only.png"]
+    h, w = pred.image_size_hw
+    assert (h, w) == (392, 518)  # crop mode: width 518, 150/200*518 = 388.5 → 392
+    assert pred.depth.shape == (1, h, w) and pred.points.shape == (1, h, w, 3)
+    assert pred.extrinsics_w2c.shape == (1, 4, 4) and np.allclose(pred.extrinsics_w2c[0, 3], [0, 0, 0, 1])
+    assert np.all(pred.depth_conf >= 1) and np.all(pred.points_conf >= 1)
+    assert np.isclose(pred.intrinsics[0, 0, 2], w / 2) and np.isclose(pred.intrinsics[0, 1, 2], h / 2)
+    assert tuple(pred.original_sizes[0]) == (150, 200)
+    # The stored depth and cameras reproduce the independent unprojection.
+    assert np.allclose(pred.points_from_depth(), unproject_depth(pred.depth, pred.extrinsics_w2c, pred.intrinsics))
+
+
+def test_help_lists_every_option():
+    result = run_cli("predict", "--help")
+    assert result.returncode == 0
+    for option in ("--output", "--model", "--device", "--precision", "--mode", "--fps", "--every-n", "--max-frames"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize("args", [["models", "list"], ["models", "info", "vggt-1b"]])
+def test_models_commands(args):
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "vggt-1b" in result.stdout
+    if args[1] == "list":
+        assert "CC BY-NC 4.0" in result.stdout
+    else:
+        assert "track_head" in result.stdout and "1,190,596,120" in result.stdout
