@@ -299,6 +299,8 @@ def load_model(
     else:
         names = ", ".join(["auto", *REGISTRY])
         raise WeightsError(f"unknown model '{source_str}': not a zoo name ({names}), a file, a directory or a Hugging Face repo id")
+    if not info.trained:
+        log.warning("model %s has random weights: its predictions are placeholders, not a reconstruction", info.name)
     info.skipped_keys = getattr(model, "skipped_keys", [])
     model.info = info
     model.backbone_dtype = backbone_autocast_dtype(precision, device)
