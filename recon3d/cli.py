@@ -39,9 +39,9 @@ def predict(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16."),
     mode: str = typer.Option("crop", help="Preprocessing: crop (width 518, centre crop), pad (long side 518, white square) or fit (long side 518, aspect kept)."),
-    fps: Optional[float] = typer.Option(None, help="Video inputs: frames per second to sample (default 1)."),
-    every_n: Optional[int] = typer.Option(None, "--every-n", help="Video inputs: take every N-th frame instead."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Video inputs: at most this many frames, evenly spread."),
+    fps: Optional[float] = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1)."),
+    every_n: Optional[int] = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread."),
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.pipeline import reconstruct
@@ -50,6 +50,8 @@ def predict(
         raise Recon3DError(f"output '{output}' must end in .npz")
     if mode not in ("crop", "pad", "fit"):
         raise Recon3DError(f"--mode must be crop, pad or fit, not '{mode}'")
+    if fps is not None and every_n is not None:
+        raise Recon3DError("give either --fps or --every-n, not both")
     start = time.perf_counter()
     with console.status("starting") as status:
         prediction = reconstruct(

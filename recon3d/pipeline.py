@@ -28,13 +28,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _load_inputs(inputs: ImageInput | Sequence[ImageInput], **video_options) -> tuple[list[PIL.Image.Image], list[str]]:
-    from recon3d.io.images import collect_inputs
+    from recon3d.io.images import collect_inputs, to_rgb
 
     items = [inputs] if isinstance(inputs, (str, Path, PIL.Image.Image)) else list(inputs)
     if not items:
         raise InputError("no input images given")
     if all(isinstance(x, PIL.Image.Image) for x in items):
-        return [x.convert("RGB") for x in items], [f"image_{i:04d}" for i in range(len(items))]
+        return [to_rgb(x) for x in items], [f"image_{i:04d}" for i in range(len(items))]
     loaded = collect_inputs(items, **video_options)
     return [x.image for x in loaded], [x.name for x in loaded]
 
