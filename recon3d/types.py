@@ -65,10 +65,11 @@ class Prediction:
         return np.linalg.inv(self.extrinsics_w2c.astype(np.float64)).astype(np.float32)
 
     def points_from_depth(self) -> np.ndarray:
-        """``[S,H,W,3]`` world points unprojected from ``depth`` through the cameras."""
+        """``[S,H,W,3]`` world points unprojected from ``depth`` through the cameras,
+        pixel centres at +0.5 (the convention above)."""
         from recon3d.geometry.cameras import unproject_depth
 
-        return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics)
+        return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics, pixel_centre=0.5)
 
     def save_npz(self, path: str | Path) -> None:
         """Write every field to a compressed ``.npz`` (atomically: temp file, then rename)."""

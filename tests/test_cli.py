@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from recon3d.geometry.cameras import unproject_depth
 from recon3d.types import Prediction
 
 
@@ -81,7 +80,13 @@ def test_single_image_gives_a_valid_one_view_prediction(tmp_path):
     assert np.isclose(pred.intrinsics[0, 0, 2], w / 2) and np.isclose(pred.intrinsics[0, 1, 2], h / 2)
     assert tuple(pred.original_sizes[0]) == (150, 200)
     # The stored depth and cameras reproduce the independent unprojection.
-    assert np.allclose(pred.points_from_depth(), unproject_depth(pred.depth, pred.extrinsics_w2c, pred.intrinsics))
+    # Pixel centres at +0.5: compare one pixel of view 0 with a direct pinhole computation.
+    v, u = 100, 200
+    K, T = pred.intrinsics[0].astype(np.float64), pred.extrinsics_w2c[0].astype(np.float64)
+    d = float(pred.depth[0, v, u])
+    cam = np.array([(u + 0.5 - K[0, 2]) * d / K[0, 0], (v + 0.5 - K[1, 2]) * d / K[1, 1], d])
+    world = T[:3, :3].T @ (cam - T[:3, 3])
+    assert np.allclose(pred.points_from_depth()[0, v, u], world, rtol=1e-4, atol=1e-5)
 
 
 def test_help_lists_every_option():

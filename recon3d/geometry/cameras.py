@@ -186,19 +186,24 @@ def unproject_depth(
     depth: np.ndarray | torch.Tensor,
     extrinsics_w2c: np.ndarray | torch.Tensor,
     intrinsics: np.ndarray | torch.Tensor,
+    pixel_centre: float = 0.0,
 ) -> np.ndarray | torch.Tensor:
     """World points from per-view depth maps (VGGT's "points from depth").
 
-    Pixel (u, v) uses integer indices u = 0..W-1, v = 0..H-1 (no half-pixel
-    offset), as VGGT does; the camera point ((u-cx) d/fx, (v-cy) d/fy, d) is
-    rounded to float32 and moved to the world with R^T (X_cam - t), the
-    inverse pose taken in float64, which reproduces the reference's numbers.
-    Depth <= 0 is not masked.
+    Pixel (u, v) sits at ``(u + pixel_centre, v + pixel_centre)`` for integer
+    indices u = 0..W-1, v = 0..H-1. The default 0 is VGGT's own unprojection
+    (integer indices, no half-pixel offset); 0.5 is recon3d's continuous
+    convention (the image spans [0, W] x [0, H], so a principal point at
+    (W/2, H/2) is the exact image centre). The camera point
+    ((x-cx) d/fx, (y-cy) d/fy, d) is rounded to float32 and moved to the world
+    with R^T (X_cam - t), the inverse pose taken in float64, which reproduces
+    the reference's numbers. Depth <= 0 is not masked.
 
     Args:
         depth: ``[S, H, W]`` or ``[S, H, W, 1]`` depth along the optical axis.
         extrinsics_w2c: ``[S, 3, 4]`` or ``[S, 4, 4]`` world-to-camera.
         intrinsics: ``[S, 3, 3]`` in pixels.
+        pixel_centre: offset of pixel centres from integer indices (0 or 0.5).
 
     Returns:
         ``[S, H, W, 3]`` float32 world points: a NumPy array if ``depth`` is a
@@ -216,8 +221,8 @@ def unproject_depth(
     intr = torch.as_tensor(intrinsics, device=device).to(wide)
 
     _, height, width = depth_t.shape
-    u = torch.arange(width, device=device, dtype=wide)
-    v = torch.arange(height, device=device, dtype=wide)
+    u = torch.arange(width, device=device, dtype=wide) + pixel_centre
+    v = torch.arange(height, device=device, dtype=wide) + pixel_centre
     fx, fy = intr[:, 0, 0, None, None], intr[:, 1, 1, None, None]
     cx, cy = intr[:, 0, 2, None, None], intr[:, 1, 2, None, None]
     x_cam = (u[None, None, :] - cx) * depth_t / fx
