@@ -1,0 +1,1 @@
+"""Training of small VGGT models on procedurally generated scenes (recon3d.synth)."""
