@@ -68,6 +68,54 @@ def predict(
     )
 
 
+@app.command()
+def synth(
+    output: Path = typer.Option(..., "-o", "--output", help="Scene folder to write (images/, cameras.json, ground truth)."),
+    kind: str = typer.Option("object", help="object (objects on a ground plane, inward cameras), room (cameras inside a room) or trajectory (a smooth video-like path)."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives the same scene, bit for bit."),
+    views: int = typer.Option(8, min=1, help="Number of views."),
+    size: str = typer.Option("256x256", help="Image size as WIDTHxHEIGHT."),
+) -> None:
+    """Render a procedural scene with exact ground truth (cameras, depth, normals, masks)."""
+    from recon3d.synth import KINDS, make_scene, write_scene
+
+    if kind not in KINDS:
+        raise Recon3DError(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'")
+    try:
+        width, height = (int(x) for x in size.lower().split("x"))
+    except ValueError:
+        raise Recon3DError(f"--size must look like 320x240, not '{size}'") from None
+    if width < 8 or height < 8:
+        raise Recon3DError("--size must be at least 8x8")
+    with console.status(f"rendering {views} views"):
+        write_scene(make_scene(kind, seed, views, (width, height)), output)
+    console.print(f"[green]wrote[/green] {output}: {kind} scene, seed {seed}, {views} views at {width}x{height}")
+
+
+@app.command()
+def train(
+    recipe: str = typer.Argument("recon3d-tiny", help="Training recipe (see recon3d.train.recipes)."),
+    output: Path = typer.Option(Path("runs/recon3d-tiny"), "-o", "--output", help="Run folder: checkpoint.pt, log.jsonl, model/."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Train up to this step (default: the recipe's)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start from scratch instead of resuming the run folder's checkpoint."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Scene-rendering processes (default: the recipe's)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads for the network."),
+) -> None:
+    """Train a small VGGT on procedurally generated scenes (resumes by default)."""
+    import dataclasses
+
+    from recon3d.train.loop import train as run_training
+    from recon3d.train.recipes import RECIPES
+
+    if recipe not in RECIPES:
+        raise Recon3DError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
+    overrides = {k: v for k, v in {"steps": steps, "render_workers": workers, "threads": threads}.items() if v is not None}
+    if fresh and (output / "checkpoint.pt").exists():
+        (output / "checkpoint.pt").unlink()
+        (output / "log.jsonl").unlink(missing_ok=True)
+    run_training(dataclasses.replace(RECIPES[recipe], **overrides), output)
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Zoo models with parameter counts, licences and whether their weights are here."""

@@ -44,9 +44,10 @@ def predict_tensors(model: torch.nn.Module, images: torch.Tensor) -> dict[str, n
     """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; return per-view fp32 numpy arrays.
 
     Keys: extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]``, depth/depth_conf ``[S,H,W]``,
-    points ``[S,H,W,3]``, points_conf ``[S,H,W]``.
+    points ``[S,H,W,3]``, points_conf ``[S,H,W]``. A network without a point-map head
+    gets its points from depth and cameras, with the depth confidence.
     """
-    from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous
+    from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
 
     device = next(model.parameters()).device
     out = model(images.to(device))
@@ -56,13 +57,19 @@ def predict_tensors(model: torch.nn.Module, images: torch.Tensor) -> dict[str, n
     def host(t: torch.Tensor) -> np.ndarray:
         return t.detach().float().cpu().numpy()
 
+    depth = out["depth"][0, ..., 0]
+    if "world_points" in out:
+        points, points_conf = out["world_points"][0], out["world_points_conf"][0]
+    else:
+        points = unproject_depth(depth, extrinsics, intrinsics, pixel_centre=0.5)
+        points_conf = out["depth_conf"][0]
     return {
         "extrinsics_w2c": host(to_homogeneous(extrinsics)),
         "intrinsics": host(intrinsics),
-        "depth": host(out["depth"][0, ..., 0]),
+        "depth": host(depth),
         "depth_conf": host(out["depth_conf"][0]),
-        "points": host(out["world_points"][0]),
-        "points_conf": host(out["world_points_conf"][0]),
+        "points": host(points),
+        "points_conf": host(points_conf),
     }
 
 
