@@ -1,0 +1,17 @@
+"""Procedural multi-view scenes with exact ground truth (cameras, depth, normals, masks).
+
+``make_scene(kind, seed, num_views)`` renders a seeded scene; ``write_scene`` and
+``read_scene`` store it on disk; ``make_sample_assets`` writes the small demo scenes.
+"""
+from recon3d.synth.scene_io import make_sample_assets, read_scene, write_scene
+from recon3d.synth.scenes import KINDS, SynthScene, build_world, make_scene
+
+__all__ = [
+    "KINDS",
+    "SynthScene",
+    "build_world",
+    "make_sample_assets",
+    "make_scene",
+    "read_scene",
+    "write_scene",
+]
