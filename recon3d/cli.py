@@ -68,6 +68,23 @@ def predict(
     )
 
 
+@app.command("eval")
+def evaluate(
+    scene: Path = typer.Argument(..., help="A synthetic scene folder (cameras.json + ground truth) or a photo set with colmap_reference/."),
+    model: str = typer.Option("auto", "--model", "-m", help="Model to evaluate (as for predict)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON."),
+    max_views: Optional[int] = typer.Option(None, "--max-views", min=2, help="Evaluate on at most this many views, evenly spread."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Run the classical pycolmap baseline (SIFT, exhaustive matching, incremental mapping) beside the model."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Score a model's cameras, depth and geometry against ground truth, beside pycolmap."""
+    from recon3d.eval.harness import run_eval_cli
+
+    if not scene.is_dir():
+        raise Recon3DError(f"scene folder '{scene}' does not exist")
+    run_eval_cli(scene, model, json_path=json_path, max_views=max_views, baseline=baseline, device=device)
+
+
 @app.command()
 def synth(
     output: Path = typer.Option(..., "-o", "--output", help="Scene folder to write (images/, cameras.json, ground truth)."),
