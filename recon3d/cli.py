@@ -136,17 +136,17 @@ def train(
 @models_app.command("list")
 def models_list() -> None:
     """Zoo models with parameter counts, licences and whether their weights are here."""
-    from recon3d.zoo import EMBEDDED_DEFAULT, REGISTRY, count_parameters, is_cached
+    from recon3d.zoo import REGISTRY, count_parameters, embedded_default, is_cached
 
     table = Table(title="recon3d model zoo")
     for col in ("name", "parameters", "licence", "weights here", "source"):
         table.add_column(col)
     for entry in REGISTRY.values():
-        source = entry.hf_repo or (str(entry.local_dir) if entry.local_dir else "random init")
-        name = entry.name + (" (default offline)" if entry.name == EMBEDDED_DEFAULT else "")
+        source = entry.hf_repo or (f"models/{entry.local_dir.name}" if entry.local_dir else "random init")
+        name = entry.name + (" (default offline)" if entry.name == embedded_default() else "")
         table.add_row(name, f"{count_parameters(entry.config) / 1e6:,.1f} M", entry.licence,
                       "yes" if is_cached(entry) else "no", source)
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)
 
 
 @models_app.command("info")
