@@ -1,7 +1,7 @@
 """recon3d: feed-forward 3D reconstruction from unposed photos."""
-from recon3d.types import Prediction
+from recon3d.types import Gaussians, Prediction
 
-__all__ = ["Prediction", "load_model", "reconstruct"]
+__all__ = ["Gaussians", "Prediction", "load_model", "reconstruct"]
 __version__ = "0.1.0"
 
 

@@ -89,3 +89,33 @@ class Prediction:
         kwargs["names"] = [str(n) for n in kwargs["names"]]
         kwargs["model_name"] = str(kwargs["model_name"])
         return cls(**kwargs)
+
+
+SH_C0 = 0.28209479177387814
+
+
+@dataclass
+class Gaussians:
+    """3D Gaussians in activated form (what renderers consume), as torch tensors.
+
+    Attributes:
+        means: ``[N,3]`` centres in world units.
+        quats: ``[N,4]`` unit rotations, **w,x,y,z** order (rotation local → world).
+        scales: ``[N,3]`` standard deviations along the local axes (linear, world units).
+        opacities: ``[N]`` in [0,1].
+        sh: ``[N,K,3]`` spherical-harmonic colour coefficients, K = (degree+1)^2; the DC
+            term gives ``rgb = 0.5 + SH_C0 * sh[:,0]``.
+    """
+
+    means: "torch.Tensor"
+    quats: "torch.Tensor"
+    scales: "torch.Tensor"
+    opacities: "torch.Tensor"
+    sh: "torch.Tensor"
+
+    def __len__(self) -> int:
+        return int(self.means.shape[0])
+
+    @property
+    def sh_degree(self) -> int:
+        return int(round(self.sh.shape[1] ** 0.5)) - 1
