@@ -117,6 +117,8 @@ def train(
     fresh: bool = typer.Option(False, "--fresh", help="Start from scratch instead of resuming the run folder's checkpoint."),
     workers: Optional[int] = typer.Option(None, min=0, help="Scene-rendering processes (default: the recipe's)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads for the network."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from these model weights (a model folder) when the run folder has no checkpoint; the optimiser starts fresh."),
+    start_step: int = typer.Option(0, "--start-step", min=0, help="With --init-from: the step the weights were trained to (sets the learning-rate schedule)."),
 ) -> None:
     """Train a small VGGT on procedurally generated scenes (resumes by default)."""
     import dataclasses
@@ -130,7 +132,7 @@ def train(
     if fresh and (output / "checkpoint.pt").exists():
         (output / "checkpoint.pt").unlink()
         (output / "log.jsonl").unlink(missing_ok=True)
-    run_training(dataclasses.replace(RECIPES[recipe], **overrides), output)
+    run_training(dataclasses.replace(RECIPES[recipe], **overrides), output, init_from=init_from, start_step=start_step)
 
 
 @models_app.command("list")

@@ -179,9 +179,11 @@ class ScenePool:
     def _request(self) -> None:
         self._requests.put(self._next_request())
 
-    def refill(self, block: bool) -> None:
-        """Take finished scenes into the pool (waiting for one if ``block``)."""
-        while True:
+    def refill(self, block: bool, max_new: int | None = None) -> None:
+        """Take up to ``max_new`` finished scenes into the pool (waiting for one if ``block``)."""
+        taken = 0
+        while max_new is None or taken < max_new:
+            taken += 1
             if self.workers == 0:
                 r = self._next_request()
                 scene = make_scene(r.kind, r.seed, r.num_views, r.size_wh)

@@ -48,6 +48,9 @@ class TrainConfig:
     views_per_scene: int = 12
     pool_size: int = 48
     render_workers: int = 1
+    # Take a newly rendered scene into the pool only every this many steps, so the
+    # renderer idles part of the time instead of competing with training for the CPU.
+    new_scene_every: int = 1
     camera_weight: float = 1.0
     depth_weight: float = 1.0
     points_weight: float = 1.0
@@ -129,8 +132,15 @@ def _save_checkpoint(run_dir: Path, model: VGGT, optimizer: torch.optim.Optimize
     save_model(model, run_dir / "model")
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True) -> Path:
-    """Train (or continue training) a VGGT on procedural scenes; return the run directory."""
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from: str | Path | None = None,
+          start_step: int = 0) -> Path:
+    """Train (or continue training) a VGGT on procedural scenes; return the run directory.
+
+    A run folder's ``checkpoint.pt`` (model, optimiser, step) is resumed when present.
+    Otherwise ``init_from`` (a model directory, e.g. the shipped ``models/recon3d-tiny``)
+    gives the starting weights and ``start_step`` the schedule position, with a fresh
+    optimiser state: this continues a model whose optimiser state was not kept.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -144,8 +154,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True) -> Path:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95),
     )
-    step, pool_counter = 0, 0
+    step, pool_counter = start_step, start_step
     checkpoint = run_dir / "checkpoint.pt"
+    if init_from is not None and not (resume and checkpoint.is_file()):
+        from recon3d.zoo import load_model
+
+        model.load_state_dict(load_model(init_from).state_dict())
+        log.info("starting from the weights in %s at step %d", init_from, step)
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -169,7 +184,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True) -> Path:
             logged: dict[str, float] = {}
             for _ in range(cfg.accumulate):
                 views = int(torch.randint(cfg.min_views, cfg.max_views + 1, (1,), generator=generator))
-                pool.refill(block=False)
+                if step % cfg.new_scene_every == 0:
+                    pool.refill(block=False, max_new=1)
                 losses = sample_losses(model, pool.draw(views, generator), cfg)
                 (losses["total"] / cfg.accumulate).backward()
                 for key, value in losses.items():

@@ -17,6 +17,7 @@ RECIPES: dict[str, TrainConfig] = {
         views_per_scene=12,
         pool_size=64,
         render_workers=1,
+        new_scene_every=3,
         checkpoint_every=100,
         validate_every=500,
     ),
