@@ -5,14 +5,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recon3d.networks.layers.rope2d import RotaryEmbedding2D
+from recon3d.networks.layers.rope2d import RopeTables, rotate
 
 
 class Attention(nn.Module):
     """Self-attention over ``[B, N, dim]`` tokens.
 
     Order of operations: qkv projection → q/k LayerNorm over the head dimension (when
-    ``qk_norm``) → RoPE on q and k (when a rotary module and positions are given) →
+    ``qk_norm``) → RoPE on q and k (when RoPE tables are given) →
     scaled dot-product attention with scale ``1/sqrt(head_dim)`` → output projection.
     """
 
@@ -23,7 +23,6 @@ class Attention(nn.Module):
         qkv_bias: bool = True,
         proj_bias: bool = True,
         qk_norm: bool = False,
-        rope: RotaryEmbedding2D | None = None,
     ):
         super().__init__()
         if dim % num_heads:
@@ -34,15 +33,14 @@ class Attention(nn.Module):
         self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
-        self.rope = rope
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """``x [B, N, dim]``, ``positions [B, N, 2]`` or None → ``[B, N, dim]``."""
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
+        """``x [B, N, dim]``, ``rope`` from ``RotaryEmbedding2D.tables`` or None → ``[B, N, dim]``."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None and positions is not None:
-            q, k = self.rope(q, positions), self.rope(k, positions)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from recon3d.networks.layers.attention import Attention
-from recon3d.networks.layers.rope2d import RotaryEmbedding2D
+from recon3d.networks.layers.rope2d import RopeTables
 
 
 class Mlp(nn.Module):
@@ -46,16 +46,15 @@ class Block(nn.Module):
         init_values: float | None = None,
         qk_norm: bool = False,
         norm_eps: float = 1e-5,
-        rope: RotaryEmbedding2D | None = None,
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm, rope)
+        self.attn = Attention(dim, num_heads, qkv_bias, proj_bias, qk_norm)
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), positions))
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rope))
         return x + self.ls2(self.mlp(self.norm2(x)))

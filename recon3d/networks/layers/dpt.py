@@ -67,7 +67,7 @@ class ResidualConvUnit(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    """RefineNet-style fusion: ``out_conv(up(rcu2(x + rcu1(skip))))``.
+    """RefineNet-style fusion: ``out_conv(up(rcu2(x + rcu1(skip))))``, computed as ``up(out_conv(...))``.
 
     Args:
         features: channels C of both inputs and of the output.
@@ -107,4 +107,7 @@ class FeatureFusionBlock(nn.Module):
         x = self.resConfUnit2(x)
         if size is None:
             size = (2 * x.shape[-2], 2 * x.shape[-1])
-        return self.out_conv(resize_bilinear(x, size))
+        # A 1x1 convolution commutes with bilinear resizing (every output pixel is an
+        # affine combination of input pixels, weights summing to one), so it runs
+        # before the upsampling, on 4x fewer pixels. Equal up to float rounding.
+        return resize_bilinear(self.out_conv(x), size)

@@ -14,7 +14,7 @@ from torch import nn
 
 from recon3d.networks.layers.block import Block
 from recon3d.networks.layers.dinov2 import DinoV2, PatchEmbed
-from recon3d.networks.layers.rope2d import RotaryEmbedding2D, patch_positions
+from recon3d.networks.layers.rope2d import RopeTables, RotaryEmbedding2D, patch_positions
 from recon3d.networks.vggt.config import VGGTConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,11 +47,12 @@ class Aggregator(nn.Module):
                 interpolate_offset=pe.interpolate_offset, norm_eps=pe.norm_eps,
             )
         self.rope = RotaryEmbedding2D(c.rope_freq) if c.rope_freq > 0 else None
+        self.head_dim = c.embed_dim // c.num_heads
 
         def blocks() -> nn.ModuleList:
             return nn.ModuleList(
                 Block(c.embed_dim, c.num_heads, c.mlp_ratio, init_values=c.init_values,
-                      qk_norm=c.qk_norm, rope=self.rope)
+                      qk_norm=c.qk_norm)
                 for _ in range(c.depth)
             )
 
@@ -100,11 +101,13 @@ class Aggregator(nn.Module):
         keep = set(range(depth) if keep_layers is None else keep_layers)
         tokens = self.embed_frames(images)
         p, c = tokens.shape[1:]
-        pos = None
+        rope: dict[str, RopeTables | None] = {"frame": None, "global": None}
         if self.rope is not None:
-            pos = patch_positions(
-                b * s, h // self.patch_size, w // self.patch_size, self.patch_start_idx, images.device
-            )
+            # Every frame has the same positions: one frame's tables broadcast over the
+            # batch in frame attention, and S copies in a row cover a whole scene.
+            pos = patch_positions(1, h // self.patch_size, w // self.patch_size, self.patch_start_idx, images.device)
+            rope["frame"] = self.rope.tables(pos, self.head_dim)
+            rope["global"] = self.rope.tables(pos.repeat(1, s, 1), self.head_dim)
         outputs: dict[int, torch.Tensor] = {}
         for start in range(0, depth, self.aa_block_size):
             stage_outputs: dict[str, list[torch.Tensor]] = {}
@@ -113,10 +116,9 @@ class Aggregator(nn.Module):
                 # Frame attention sees one frame at a time; global attention sees the whole scene.
                 shape = (b * s, p, c) if kind == "frame" else (b, s * p, c)
                 tokens = tokens.reshape(shape)
-                kind_pos = None if pos is None else pos.reshape(*shape[:2], 2)
                 stage_outputs[kind] = []
                 for block in blocks[start:start + self.aa_block_size]:
-                    tokens = block(tokens, kind_pos)
+                    tokens = block(tokens, rope[kind])
                     stage_outputs[kind].append(tokens.reshape(b, s, p, c))
             for j in range(self.aa_block_size):
                 if start + j in keep:

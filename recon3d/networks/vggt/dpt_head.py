@@ -30,7 +30,12 @@ TokenLayers = Sequence[torch.Tensor] | Mapping[int, torch.Tensor]
 
 
 def uv_sincos_embedding(
-    height: int, width: int, channels: int, aspect: float, device: torch.device | None = None
+    height: int,
+    width: int,
+    channels: int,
+    aspect: float,
+    device: torch.device | None = None,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Sin-cos embedding of a normalised UV grid (MoGe style), as VGGT's DPT uses it.
 
@@ -48,9 +53,12 @@ def uv_sincos_embedding(
         channels: C, a multiple of 4.
         aspect: W/H of the image (equal to w/h for the grids used here).
         device: where to build it.
+        scale: factor applied to the float32 values (before they are broadcast
+            over the grid, so it costs nothing at high resolution).
 
     Returns:
-        ``[C, h, w]`` float32 (unscaled).
+        ``[C, h, w]`` float32, channels-last in memory (a permuted ``[h, w, C]``)
+        to match the DPT head's feature maps.
     """
     if channels % 4:
         raise ValueError(f"UV embedding needs channels divisible by 4, got {channels}")
@@ -69,9 +77,9 @@ def uv_sincos_embedding(
         angle = coord.double()[:, None] * omega[None, :]
         return torch.cat((angle.sin(), angle.cos()), dim=-1).float()
 
-    u_emb = encode(u).T[:, None, :].expand(2 * quarter, height, width)
-    v_emb = encode(v).T[:, :, None].expand(2 * quarter, height, width)
-    return torch.cat((u_emb, v_emb), dim=0)
+    u_emb = (encode(u) * scale)[None, :, :].expand(height, width, 2 * quarter)
+    v_emb = (encode(v) * scale)[:, None, :].expand(height, width, 2 * quarter)
+    return torch.cat((u_emb, v_emb), dim=-1).permute(2, 0, 1)
 
 
 class _Scratch(nn.Module):
@@ -209,7 +217,11 @@ class DPTHead(nn.Module):
             # The heads run in the head's precision even when the backbone did not.
             x = self.norm(x.flatten(0, 1).to(self.norm.weight.dtype))
             x = x.transpose(1, 2).unflatten(2, (grid_h, grid_w))
-            x = self._add_pos_embed(project(x), image_hw)
+            # Channels-last from here to the output: oneDNN's convolutions, the
+            # resizes and the additions all keep it, and the convolutions run
+            # faster on it than on NCHW on the CPU.
+            x = project(x).contiguous(memory_format=torch.channels_last)
+            x = self._add_pos_embed(x, image_hw)
             levels.append(resize(x))
         return levels
 
@@ -230,8 +242,10 @@ class DPTHead(nn.Module):
         """``x [N, C, h, w]`` + 0.1 * UV embedding (aspect of the image)."""
         if not self.pos_embed:
             return x
-        emb = uv_sincos_embedding(x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], x.device)
-        return x + (emb * _POS_EMBED_SCALE).to(x.dtype)
+        emb = uv_sincos_embedding(
+            x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], x.device, _POS_EMBED_SCALE
+        )
+        return x + emb.to(x.dtype)
 
     def _activate(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[N, D, H, W]`` logits -> preds ``[N, H, W, D-1]``, conf ``[N, H, W]``."""
