@@ -109,6 +109,87 @@ def synth(
     console.print(f"[green]wrote[/green] {output}: {kind} scene, seed {seed}, {views} views at {width}x{height}")
 
 
+@app.command("render")
+def render_video(
+    scene: Path = typer.Argument(..., help="3D Gaussians as an INRIA 3DGS .ply file."),
+    output: Path = typer.Option(..., "-o", "--output", help="Video to write (.mp4)."),
+    cameras: Optional[Path] = typer.Option(None, "--cameras", help="Input cameras: a JSON list of {extrinsics_w2c, K, width, height}, a synthetic scene's cameras.json, or a prediction .npz."),
+    path: Optional[str] = typer.Option(None, "--path", help="orbit (a circle around the cameras' focus) or interpolate (a smooth path through them); without it the input cameras themselves are rendered."),
+    frames: int = typer.Option(120, "--frames", min=1, help="Number of frames of the --path."),
+    width: Optional[int] = typer.Option(None, min=2, help="Video width in pixels (default: the first camera's); intrinsics are scaled to it."),
+    height: Optional[int] = typer.Option(None, min=2, help="Video height in pixels (default: the first camera's)."),
+    backend: str = typer.Option("auto", help="Renderer: auto, cpu, torch or gsplat."),
+    mode: str = typer.Option("RGB", help="RGB colours, or D: expected depth colour-mapped with viridis (near dark, far yellow, empty black)."),
+    fps: float = typer.Option(30.0, min=0.001, help="Frames per second of the video."),
+) -> None:
+    """Render a video of 3D Gaussians seen from input cameras or a path built from them."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+    from rich.progress import track
+
+    from recon3d.io.ply import read_gaussians_ply
+    from recon3d.io.video_writer import colorize_depth, write_mp4
+    from recon3d.render import BACKENDS, render
+    from recon3d.render.paths import interpolate_path, load_cameras, orbit_path
+
+    if cameras is None:
+        raise Recon3DError("render needs input cameras: give --cameras FILE (camera JSON, a scene's cameras.json or a prediction .npz)")
+    if output.suffix.lower() != ".mp4":
+        raise Recon3DError(f"output '{output}' must end in .mp4")
+    if path not in (None, "orbit", "interpolate"):
+        raise Recon3DError(f"--path must be orbit or interpolate, not '{path}'")
+    if backend not in BACKENDS:
+        raise Recon3DError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
+    if mode not in ("RGB", "D"):
+        raise Recon3DError(f"--mode must be RGB or D, not '{mode}'")
+    if not scene.is_file():
+        raise Recon3DError(f"scene '{scene}' does not exist")
+    gaussians = read_gaussians_ply(scene)
+    if len(gaussians) == 0:
+        raise Recon3DError(f"scene '{scene}' holds no Gaussians")
+    source = load_cameras(cameras)
+
+    # Every camera's intrinsics are brought to the output size first, so paths mixing
+    # cameras of different sizes interpolate like with like.
+    out_w = width or int(source.sizes_wh[0, 0])
+    out_h = height or int(source.sizes_wh[0, 1])
+    scale = np.stack([out_w / source.sizes_wh[:, 0], out_h / source.sizes_wh[:, 1], np.ones(len(source.sizes_wh))], axis=1)
+    w2c, K = source.extrinsics_w2c, source.intrinsics * scale[:, :, None]
+    try:
+        if path == "orbit":
+            w2c, K = orbit_path(w2c, K, frames)
+        elif path == "interpolate":
+            w2c, K = interpolate_path(w2c, K, frames)
+    except ValueError as err:
+        raise Recon3DError(f"cannot build the {path} path from {cameras}: {err}") from None
+
+    device = "cuda" if backend != "cpu" and torch.cuda.is_available() else "cpu"
+    gaussians = dataclasses.replace(gaussians, **{f.name: getattr(gaussians, f.name).to(device) for f in dataclasses.fields(gaussians)})
+    viewmats = torch.as_tensor(w2c, dtype=torch.float32, device=device)
+    Ks = torch.as_tensor(K, dtype=torch.float32, device=device)
+    if mode == "D":
+        # One depth range for the whole video (from a sample of the centres' camera
+        # depths), so a colour means the same depth in every frame.
+        sample = gaussians.means[torch.randperm(len(gaussians), generator=torch.Generator().manual_seed(0))[:100_000].to(device)]
+        depths = (sample @ viewmats[:, 2, :3].T + viewmats[:, 2, 3]).flatten()
+        depths = depths[depths > 0].double().cpu().numpy()
+        near, far = np.percentile(depths, [2, 98]) if len(depths) else (0.0, 1.0)
+        far = max(far, near + 1e-6)  # a scene at one depth still needs a range
+
+    def video_frames():
+        for i in track(range(len(viewmats)), description="rendering", console=console):
+            out = render(gaussians, viewmats[i:i + 1], Ks[i:i + 1], out_w, out_h, backend=backend, mode="RGB" if mode == "RGB" else "ED")
+            if mode == "RGB":
+                yield (out.colors[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            else:
+                yield colorize_depth(out.colors[0, ..., 0].cpu().numpy(), out.alphas[0, ..., 0].cpu().numpy() > 0.5, near, far)
+
+    count = write_mp4(output, video_frames(), fps=fps)
+    console.print(f"[green]wrote[/green] {output}: {count} frames at {out_w}x{out_h}")
+
+
 @app.command()
 def train(
     recipe: str = typer.Argument("recon3d-tiny", help="Training recipe (see recon3d.train.recipes)."),
