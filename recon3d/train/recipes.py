@@ -8,14 +8,15 @@ from recon3d.zoo import recon3d_tiny_config
 RECIPES: dict[str, TrainConfig] = {
     "recon3d-tiny": TrainConfig(
         model=recon3d_tiny_config(),
-        steps=30000,
+        steps=20000,
         lr=4e-4,
         warmup=500,
         max_views=8,
-        # Multiples of 28, landscape, square and portrait. Half-size images (9x7 patches)
-        # are four times cheaper to render and train on; the full-size ones teach the
-        # patch positions and the image sizes the model is used at.
-        sizes_wh=[(504, 392), (448, 448), (392, 504), (252, 196), (224, 224), (196, 252), (280, 224)],
+        # Multiples of 28: landscape, square and portrait. One draw in five is full size
+        # (the sizes the model is used at, 18x14 patches); the rest are about half size,
+        # whose steps cost a quarter as much on a CPU (0.8 s vs 3.2 s for 8 views).
+        sizes_wh=[(504, 392), (392, 504)]
+        + [(252, 196), (224, 224), (196, 252), (280, 224), (224, 280), (308, 224), (252, 168), (168, 252)],
         views_per_scene=12,
         pool_size=64,
         render_workers=1,
