@@ -68,6 +68,81 @@ def predict(
     )
 
 
+@app.command()
+def reconstruct(
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    export: str = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated formats: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat; or 'all'."),
+    model: str = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", help="Backbone precision: auto, fp32, bf16 or fp16."),
+    mode: str = typer.Option("crop", help="Preprocessing: crop, pad or fit (see `recon3d predict --help`)."),
+    conf: float = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels."),
+    mask_sky: bool = typer.Option(False, "--mask-sky", help="Drop sky pixels (offline heuristic)."),
+    mask_black: bool = typer.Option(False, "--mask-black", help="Drop black background pixels."),
+    mask_white: bool = typer.Option(False, "--mask-white", help="Drop white background pixels."),
+    keep_edges: bool = typer.Option(False, "--keep-edges", help="Keep pixels on depth discontinuities (dropped by default: they make floaters)."),
+    points_from: str = typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points')."),
+    mesh_method: str = typer.Option("tsdf", "--mesh-method", help="tsdf (fused), poisson (hole-filling) or grid (fast per-view)."),
+    mesh_faces: Optional[int] = typer.Option(None, "--mesh-faces", min=100, help="Decimate the mesh to about this many faces."),
+    glb_mesh: bool = typer.Option(False, "--glb-mesh", help="Put the mesh in scene.glb instead of the point cloud."),
+    frustums: bool = typer.Option(True, "--frustums/--no-frustums", help="Draw the cameras in scene.glb."),
+    max_points: int = typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb."),
+    colmap_camera: str = typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE."),
+    colmap_points: int = typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D."),
+    fps: Optional[float] = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1)."),
+    every_n: Optional[int] = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread."),
+) -> None:
+    """Reconstruct a photo set and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
+    from recon3d.exports import EXPORT_FORMATS, ExportOptions, export_scene
+    from recon3d.io.colmap import CAMERA_MODELS
+    from recon3d.io.images import collect_inputs
+    from recon3d.mesh import MESH_METHODS, MeshOptions
+    from recon3d.pipeline import reconstruct as run_reconstruction
+
+    formats = list(EXPORT_FORMATS) if export.strip() == "all" else [f.strip() for f in export.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown or not formats:
+        raise Recon3DError(f"--export: unknown format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(EXPORT_FORMATS)} or 'all'")
+    if mesh_method not in MESH_METHODS:
+        raise Recon3DError(f"--mesh-method must be one of {', '.join(MESH_METHODS)}, not '{mesh_method}'")
+    if colmap_camera not in CAMERA_MODELS:
+        raise Recon3DError(f"--colmap-camera must be one of {', '.join(CAMERA_MODELS)}, not '{colmap_camera}'")
+    if points_from not in ("depth", "points"):
+        raise Recon3DError(f"--points-from must be depth or points, not '{points_from}'")
+    if mode not in ("crop", "pad", "fit"):
+        raise Recon3DError(f"--mode must be crop, pad or fit, not '{mode}'")
+    if fps is not None and every_n is not None:
+        raise Recon3DError("give either --fps or --every-n, not both")
+    if output.exists() and not output.is_dir():
+        raise Recon3DError(f"output '{output}' exists and is not a folder")
+    options = ExportOptions(
+        conf_percentile=conf, mask_sky=mask_sky, mask_black=mask_black, mask_white=mask_white,
+        mask_edges=not keep_edges, point_source=points_from, max_points=max_points,
+        glb_geometry="mesh" if glb_mesh else "points", frustums=frustums,
+        mesh=MeshOptions(method=mesh_method, point_source=points_from, target_faces=mesh_faces),
+        colmap_camera=colmap_camera, colmap_points=colmap_points,
+    )
+    start = time.perf_counter()
+    with console.status("loading images") as status:
+        loaded = collect_inputs(inputs, video_every_n=every_n, video_fps=fps, video_max_frames=max_frames)
+        prediction = run_reconstruction(
+            loaded, model, device=device, precision=precision, preprocess_mode=mode,
+            on_stage=lambda name: status.update(f"{name}…"),
+        )
+        written = export_scene(prediction, output, formats, options, original_images=[x.image for x in loaded],
+                               on_stage=lambda name: status.update(f"{name}…"))
+    h, w = prediction.image_size_hw
+    console.print(
+        f"[green]reconstructed[/green] {prediction.num_views} views at {w}x{h} with model {prediction.model_name} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    for paths in written.values():
+        for path in paths:
+            console.print(f"  {escape(str(path))}")
+
+
 @app.command("eval")
 def evaluate(
     scene: Path = typer.Argument(..., help="A synthetic scene folder (cameras.json + ground truth) or a photo set with colmap_reference/."),

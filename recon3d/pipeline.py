@@ -30,9 +30,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def _load_inputs(inputs: ImageInput | Sequence[ImageInput], **video_options) -> tuple[list[PIL.Image.Image], list[str]]:
     from recon3d.io.images import collect_inputs, to_rgb
 
+    from recon3d.io.images import LoadedImage
+
     items = [inputs] if isinstance(inputs, (str, Path, PIL.Image.Image)) else list(inputs)
     if not items:
         raise InputError("no input images given")
+    if all(isinstance(x, LoadedImage) for x in items):
+        return [x.image for x in items], [x.name for x in items]
     if all(isinstance(x, PIL.Image.Image) for x in items):
         return [to_rgb(x) for x in items], [f"image_{i:04d}" for i in range(len(items))]
     loaded = collect_inputs(items, **video_options)
@@ -88,7 +92,8 @@ def reconstruct(
     """Predict cameras, depth and point maps for unposed photos.
 
     Args:
-        images: a folder, image or video paths, or PIL images (at least one).
+        images: a folder, image or video paths, PIL images, or images already loaded by
+            `recon3d.io.images.collect_inputs` (at least one).
         model: a loaded network, or anything ``recon3d.load_model`` accepts.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         precision: backbone precision when ``model`` is loaded here.

@@ -71,6 +71,25 @@ class Prediction:
 
         return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics, pixel_centre=0.5)
 
+    def view_points(self, source: str = "depth") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-pixel world points with their camera z-depth and confidence.
+
+        Args:
+            source: ``"depth"`` unprojects ``depth`` (`points_from_depth`); ``"points"``
+                takes the point-map head's ``points``, whose depth is their z in each
+                view's camera frame.
+
+        Returns:
+            ``points [S,H,W,3]`` float32, ``depth [S,H,W]`` float64, ``conf [S,H,W]``.
+        """
+        if source == "depth":
+            return self.points_from_depth(), self.depth.astype(np.float64), self.depth_conf
+        if source == "points":
+            w2c = self.extrinsics_w2c.astype(np.float64)
+            depth = (self.points.astype(np.float64) * w2c[:, None, None, 2, :3]).sum(-1) + w2c[:, None, None, 2, 3]
+            return self.points, depth, self.points_conf
+        raise ValueError(f"source must be 'depth' or 'points', got {source!r}")
+
     def save_npz(self, path: str | Path) -> None:
         """Write every field to a compressed ``.npz`` (atomically: temp file, then rename)."""
         from recon3d.io.atomic import atomic_path
@@ -119,3 +138,33 @@ class Gaussians:
     @property
     def sh_degree(self) -> int:
         return int(round(self.sh.shape[1] ** 0.5)) - 1
+
+
+@dataclass
+class Mesh:
+    """A triangle mesh with per-vertex colours, as numpy arrays.
+
+    Attributes:
+        vertices: ``[V,3]`` float32 positions (world units).
+        faces: ``[F,3]`` int64 vertex indices, counter-clockwise seen from the side the
+            normals point to.
+        vertex_colors: ``[V,3]`` uint8 RGB.
+        vertex_normals: ``[V,3]`` float32 unit normals, or None when not computed.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    vertex_colors: np.ndarray
+    vertex_normals: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> Mesh:
+        return cls(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64), np.zeros((0, 3), np.uint8))
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])

@@ -114,23 +114,6 @@ def confidence_to_opacity(conf: torch.Tensor) -> torch.Tensor:
     return 1.0 - 1.0 / conf.clamp_min(1.0)
 
 
-def _source_points(
-    pred: Prediction, source: str, w2c: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """World points ``[S,H,W,3]``, camera z-depth ``[S,H,W]`` and confidence ``[S,H,W]``."""
-    if source == "depth":
-        points = torch.as_tensor(pred.points_from_depth())
-        depth = torch.as_tensor(pred.depth, dtype=torch.float64)
-        return points, depth, torch.as_tensor(pred.depth_conf)
-    if source == "points":
-        points = torch.as_tensor(pred.points)
-        # The point map carries no depth of its own: take z in each view's camera frame.
-        rot_z, t_z = w2c[:, None, None, 2, :3], w2c[:, None, None, 2, 3]
-        depth = (points.to(torch.float64) * rot_z).sum(-1) + t_z
-        return points, depth, torch.as_tensor(pred.points_conf)
-    raise ValueError(f"source must be 'depth' or 'points', got {source!r}")
-
-
 def gaussians_from_prediction(
     pred: Prediction,
     *,
@@ -190,7 +173,7 @@ def gaussians_from_prediction(
 
     w2c = torch.as_tensor(pred.extrinsics_w2c, dtype=torch.float64)
     intrinsics = torch.as_tensor(pred.intrinsics, dtype=torch.float64)
-    points, depth, conf = _source_points(pred, source, w2c)
+    points, depth, conf = (torch.as_tensor(a) for a in pred.view_points(source))
 
     selected = torch.isfinite(points).all(-1) & (depth > 0)
     if keep is not None:

@@ -1,4 +1,4 @@
-"""PLY files: 3D Gaussians in the INRIA 3DGS layout, and plain coloured point clouds.
+"""PLY files: 3D Gaussians in the INRIA 3DGS layout, plain coloured point clouds, meshes.
 
 3DGS layout (binary little-endian, every property float32), in this order::
 
@@ -23,7 +23,7 @@ from plyfile import PlyData, PlyElement, PlyParseError
 from recon3d.errors import InputError
 from recon3d.gaussians.fusion import select_gaussians
 from recon3d.io.atomic import atomic_path
-from recon3d.types import Gaussians
+from recon3d.types import Gaussians, Mesh
 
 __all__ = [
     "MAX_SH_DEGREE",
@@ -32,6 +32,7 @@ __all__ = [
     "write_gaussians_ply",
     "read_gaussians_ply",
     "write_points_ply",
+    "write_mesh_ply",
 ]
 
 logger = logging.getLogger(__name__)
@@ -210,3 +211,25 @@ def write_points_ply(
         vertices[name] = values[finite]
     with atomic_path(path) as tmp:
         PlyData([PlyElement.describe(vertices, "vertex")], text=False, byte_order="<").write(str(tmp))
+
+
+def write_mesh_ply(path: str | Path, mesh: Mesh) -> None:
+    """Write a triangle mesh as a binary little-endian PLY, atomically.
+
+    Vertex properties ``x y z`` (float32), ``nx ny nz`` (float32, when the mesh has
+    normals), ``red green blue`` (uchar); faces as ``vertex_indices`` (uchar count,
+    int32 indices), the layout open3d, MeshLab, Blender and plyfile read.
+    """
+    fields: list[tuple[str, np.ndarray]] = [(axis, mesh.vertices[:, i].astype(np.float32)) for i, axis in enumerate("xyz")]
+    if mesh.vertex_normals is not None:
+        fields += [(axis, mesh.vertex_normals[:, i].astype(np.float32)) for i, axis in enumerate(("nx", "ny", "nz"))]
+    fields += [(channel, mesh.vertex_colors[:, i].astype(np.uint8)) for i, channel in enumerate(("red", "green", "blue"))]
+    vertices = np.empty(mesh.num_vertices, dtype=[(name, values.dtype.newbyteorder("<")) for name, values in fields])
+    for name, values in fields:
+        vertices[name] = values
+    faces = np.empty(mesh.num_faces, dtype=[("vertex_indices", "<i4", (3,))])
+    faces["vertex_indices"] = mesh.faces.astype(np.int32)
+    elements = [PlyElement.describe(vertices, "vertex"),
+                PlyElement.describe(faces, "face", len_types={"vertex_indices": "u1"}, val_types={"vertex_indices": "i4"})]
+    with atomic_path(path) as tmp:
+        PlyData(elements, text=False, byte_order="<").write(str(tmp))

@@ -1,0 +1,203 @@
+"""Write a prediction out as the files users take elsewhere: one call, any set of formats.
+
+| format      | files                        | opens in                                   |
+|-------------|------------------------------|--------------------------------------------|
+| ``npz``     | prediction.npz               | numpy; ``Prediction.load_npz``             |
+| ``glb``     | scene.glb                    | Blender, three.js, the Gradio viewer       |
+| ``ply``     | points.ply                   | MeshLab, CloudCompare, open3d              |
+| ``mesh``    | mesh.ply, mesh.obj           | Blender, MeshLab, game engines             |
+| ``colmap``  | colmap/{sparse/0, images}    | COLMAP, gsplat / nerfstudio trainers       |
+| ``gaussians`` | gaussians.ply              | SuperSplat, gsplat, nerfstudio viewers     |
+| ``splat``   | gaussians.splat              | antimatter15-style web viewers             |
+
+Every file is written atomically; the pixels used are chosen once by `keep_mask`.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon3d.mesh import MeshOptions
+from recon3d.types import Mesh, Prediction
+
+__all__ = ["EXPORT_FORMATS", "ExportOptions", "keep_mask", "export_scene"]
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat")
+
+
+@dataclass
+class ExportOptions:
+    """Which pixels to use and how to shape each export.
+
+    Attributes:
+        conf_percentile: drop this percentage of the least confident pixels (0-100).
+        mask_sky: drop sky (offline heuristic, see `recon3d.gaussians.filters.sky_mask`).
+        mask_black, mask_white: drop black / white background pixels.
+        mask_edges: drop pixels on depth discontinuities (floaters).
+        point_source: ``"depth"`` or ``"points"`` (point-map head).
+        max_points: cap on the points of points.ply and the GLB point cloud (seeded).
+        glb_geometry: ``"points"`` or ``"mesh"`` in scene.glb.
+        frustums: draw the cameras in scene.glb.
+        mesh: meshing options (for ``mesh``, and ``glb`` with ``glb_geometry="mesh"``).
+        colmap_camera: ``"PINHOLE"`` or ``"SIMPLE_PINHOLE"``.
+        colmap_points: cap on COLMAP points3D.
+        seed: subsampling seed.
+    """
+
+    conf_percentile: float = 50.0
+    mask_sky: bool = False
+    mask_black: bool = False
+    mask_white: bool = False
+    mask_edges: bool = True
+    point_source: str = "depth"
+    max_points: int = 1_000_000
+    glb_geometry: str = "points"
+    frustums: bool = True
+    mesh: MeshOptions = field(default_factory=MeshOptions)
+    colmap_camera: str = "PINHOLE"
+    colmap_points: int = 100_000
+    seed: int = 0
+
+
+def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
+    """``[S,H,W]`` bool: pixels that pass every filter chosen in ``options`` and hold a
+    finite point in front of their camera."""
+    from recon3d.gaussians import filters
+
+    points, depth, conf = pred.view_points(options.point_source)
+    keep = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    finite_conf = np.where(np.isfinite(conf), conf, 0.0)
+    keep &= filters.confidence_percentile(finite_conf, options.conf_percentile)
+    if options.mask_sky:
+        keep &= filters.sky_mask(pred.images)
+    if options.mask_black:
+        keep &= filters.black_background(pred.images)
+    if options.mask_white:
+        keep &= filters.white_background(pred.images)
+    if options.mask_edges:
+        keep &= filters.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
+    return keep
+
+
+def _points_and_colors(pred: Prediction, keep: np.ndarray, options: ExportOptions):
+    points, _, _ = pred.view_points(options.point_source)
+    normals = _normals(pred, points)
+    colors = np.clip(np.rint(pred.images.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+    index = np.argwhere(keep)
+    if len(index) > options.max_points:
+        rng = np.random.default_rng(options.seed)
+        index = index[np.sort(rng.choice(len(index), options.max_points, replace=False))]
+    at = (index[:, 0], index[:, 1], index[:, 2])
+    return points[at], colors[at], normals[at]
+
+
+def _normals(pred: Prediction, points: np.ndarray) -> np.ndarray:
+    import torch
+
+    from recon3d.gaussians.from_prediction import estimate_normals
+
+    centres = torch.as_tensor(pred.extrinsics_c2w[:, :3, 3])
+    return estimate_normals(torch.as_tensor(points), centres).numpy()
+
+
+def export_scene(
+    pred: Prediction,
+    out_dir: str | Path,
+    formats: Sequence[str],
+    options: ExportOptions | None = None,
+    *,
+    original_images: Sequence | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, list[Path]]:
+    """Write the chosen ``formats`` of ``pred`` into ``out_dir``.
+
+    Args:
+        pred: the prediction.
+        out_dir: output folder (created).
+        formats: names from `EXPORT_FORMATS`.
+        options: filters and per-format settings.
+        original_images: the input PIL images, copied into the COLMAP folder.
+        on_stage: called with a short description before each piece of work.
+
+    Returns:
+        For each format, the paths it wrote.
+    """
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export format(s) {', '.join(unknown)}; choose from {', '.join(EXPORT_FORMATS)}")
+    options = options or ExportOptions()
+    stage = on_stage or (lambda name: None)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[Path]] = {}
+    keep = keep_mask(pred, options)
+    if not keep.any():
+        log.warning("no pixel passes the filters (confidence percentile %.0f): geometry exports will be empty",
+                    options.conf_percentile)
+
+    mesh: Mesh | None = None
+    if "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh"):
+        from recon3d.mesh import extract_mesh
+
+        stage(f"meshing ({options.mesh.method})")
+        mesh = extract_mesh(pred, options.mesh, keep=keep)
+
+    if "npz" in formats:
+        stage("writing prediction.npz")
+        pred.save_npz(out_dir / "prediction.npz")
+        written["npz"] = [out_dir / "prediction.npz"]
+    if "ply" in formats or ("glb" in formats and options.glb_geometry == "points"):
+        points, colors, normals = _points_and_colors(pred, keep, options)
+    if "ply" in formats:
+        from recon3d.io.ply import write_points_ply
+
+        stage("writing points.ply")
+        write_points_ply(out_dir / "points.ply", points, colors, normals)
+        written["ply"] = [out_dir / "points.ply"]
+    if "glb" in formats:
+        from recon3d.io.glb import write_glb
+
+        stage("writing scene.glb")
+        height, width = pred.image_size_hw
+        geometry = {"mesh": mesh} if options.glb_geometry == "mesh" else {"points": points, "point_colors": colors}
+        write_glb(out_dir / "scene.glb", pred.extrinsics_w2c,
+                  intrinsics=pred.intrinsics if options.frustums else None, image_size_wh=(width, height),
+                  camera_names=pred.names or None, **geometry)
+        written["glb"] = [out_dir / "scene.glb"]
+    if "mesh" in formats:
+        from recon3d.io.obj import write_obj
+        from recon3d.io.ply import write_mesh_ply
+
+        stage("writing mesh.ply and mesh.obj")
+        write_mesh_ply(out_dir / "mesh.ply", mesh)
+        write_obj(out_dir / "mesh.obj", mesh)
+        written["mesh"] = [out_dir / "mesh.ply", out_dir / "mesh.obj"]
+    if "colmap" in formats:
+        from recon3d.io.colmap import write_colmap
+
+        stage("writing the COLMAP model")
+        write_colmap(out_dir / "colmap", pred, keep, images=original_images, camera_model=options.colmap_camera,
+                     max_points=options.colmap_points, point_source=options.point_source, seed=options.seed)
+        written["colmap"] = [out_dir / "colmap"]
+    if "gaussians" in formats or "splat" in formats:
+        from recon3d.gaussians import gaussians_from_prediction
+
+        stage("building Gaussians")
+        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
+        if "gaussians" in formats:
+            from recon3d.io.ply import write_gaussians_ply
+
+            write_gaussians_ply(out_dir / "gaussians.ply", gaussians)
+            written["gaussians"] = [out_dir / "gaussians.ply"]
+        if "splat" in formats:
+            from recon3d.io.splat import write_splat
+
+            write_splat(out_dir / "gaussians.splat", gaussians)
+            written["splat"] = [out_dir / "gaussians.splat"]
+    return written

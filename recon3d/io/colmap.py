@@ -1,0 +1,188 @@
+"""COLMAP sparse models (cameras, images, points3D) from a prediction, through pycolmap.
+
+Cameras are rescaled to the original image size (via ``Prediction.to_original``), one
+camera per image, PINHOLE or SIMPLE_PINHOLE. Image poses are world→camera (pycolmap's
+``cam_from_world``; qvec w,x,y,z in the text files). Points are a seeded subsample of the
+kept pixels; each one's track holds the pixel that predicted it and, in every other
+view, the pixel it projects to when that pixel's own depth agrees within a tolerance (it
+sees the same surface). Observations sit at pixel centres, as a feature detector's would,
+so the model's mean reprojection error measures how well views agree.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recon3d.io.atomic import atomic_directory
+from recon3d.types import Prediction
+
+__all__ = ["CAMERA_MODELS", "colmap_cameras", "point_tracks", "build_reconstruction", "write_colmap"]
+
+log = logging.getLogger(__name__)
+
+CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
+_WRITABLE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+                      ".webp": "WEBP"}
+
+
+def colmap_cameras(pred: Prediction, model: str = "PINHOLE") -> list[tuple[int, int, list[float]]]:
+    """Per view ``(width, height, params)`` of the camera at the original image size.
+
+    ``params`` is ``[fx, fy, cx, cy]`` (PINHOLE) or ``[f, cx, cy]`` with f the mean of
+    fx and fy (SIMPLE_PINHOLE).
+    """
+    if model not in CAMERA_MODELS:
+        raise ValueError(f"camera model must be one of {CAMERA_MODELS}, got {model!r}")
+    cameras = []
+    for view in range(pred.num_views):
+        # einsum, not @: 3x3 BLAS matmuls raise spurious 'invalid value' warnings on some CPUs.
+        k = np.einsum("ij,jk->ik", pred.to_original[view].astype(np.float64), pred.intrinsics[view].astype(np.float64))
+        height, width = (int(x) for x in pred.original_sizes[view])
+        fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+        params = [fx, fy, cx, cy] if model == "PINHOLE" else [(fx + fy) / 2, cx, cy]
+        cameras.append((width, height, [float(p) for p in params]))
+    return cameras
+
+
+def point_tracks(
+    points: np.ndarray,
+    depth: np.ndarray,
+    valid: np.ndarray,
+    intrinsics: np.ndarray,
+    extrinsics_w2c: np.ndarray,
+    chosen: np.ndarray,
+    depth_tolerance: float = 0.01,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Observations of chosen pixels' points in every view that sees them.
+
+    Args:
+        points: ``[S,H,W,3]`` world points; ``depth`` ``[S,H,W]`` their camera z.
+        valid: ``[S,H,W]`` pixels that may be observed.
+        intrinsics, extrinsics_w2c: ``[S,3,3]``, ``[S,4,4]`` (model pixels).
+        chosen: ``[N,3]`` (view, row, col) of the pixels that become 3D points.
+        depth_tolerance: relative depth agreement for an observation in another view.
+
+    Returns:
+        ``xyz [N,3]`` and, per view, an ``[M_v,3]`` int array of (point index, row, col).
+    """
+    num_views, height, width = depth.shape
+    xyz = points[chosen[:, 0], chosen[:, 1], chosen[:, 2]].astype(np.float64)
+    observations = []
+    for view in range(num_views):
+        cam = xyz @ extrinsics_w2c[view, :3, :3].T.astype(np.float64) + extrinsics_w2c[view, :3, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pixel = cam @ intrinsics[view].T.astype(np.float64)
+            u, v = pixel[:, 0] / pixel[:, 2], pixel[:, 1] / pixel[:, 2]
+        inside = (cam[:, 2] > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        index = np.nonzero(inside)[0]
+        col, row = np.floor(u[index]).astype(np.int64), np.floor(v[index]).astype(np.int64)
+        seen = valid[view, row, col] & (np.abs(depth[view, row, col] - cam[index, 2]) <= depth_tolerance * cam[index, 2])
+        own = chosen[:, 0] == view
+        # The predicting pixel always observes its own point, whatever the depth test says.
+        rows = np.concatenate([np.stack([index[seen], row[seen], col[seen]], 1)[~own[index[seen]]],
+                               np.stack([np.nonzero(own)[0], chosen[own, 1], chosen[own, 2]], 1)])
+        observations.append(rows[np.argsort(rows[:, 0], kind="stable")])
+    return xyz, observations
+
+
+def build_reconstruction(
+    pred: Prediction,
+    keep: np.ndarray | None = None,
+    *,
+    camera_model: str = "PINHOLE",
+    max_points: int = 100_000,
+    point_source: str = "depth",
+    depth_tolerance: float = 0.01,
+    seed: int = 0,
+):
+    """A ``pycolmap.Reconstruction`` of the prediction (see the module docstring)."""
+    import pycolmap
+
+    points, depth, _ = pred.view_points(point_source)
+    valid = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    if keep is not None:
+        valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
+    candidates = np.argwhere(valid)
+    if len(candidates) > max_points:
+        rng = np.random.default_rng(seed)
+        candidates = candidates[np.sort(rng.choice(len(candidates), max_points, replace=False))]
+    if len(candidates) == 0:
+        log.warning("no valid pixel for COLMAP points3D: the model has cameras and images only")
+    xyz, observations = point_tracks(points, depth, valid, pred.intrinsics, pred.extrinsics_w2c, candidates,
+                                     depth_tolerance)
+    colors = np.clip(np.rint(pred.images.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+
+    reconstruction = pycolmap.Reconstruction()
+    tracks = [pycolmap.Track() for _ in range(len(xyz))]
+    for view, (width, height, params) in enumerate(colmap_cameras(pred, camera_model)):
+        image_id = view + 1
+        camera = pycolmap.Camera(model=camera_model, width=width, height=height, params=params, camera_id=image_id)
+        reconstruction.add_camera_with_trivial_rig(camera)
+        obs = observations[view]
+        centres = np.stack([obs[:, 2] + 0.5, obs[:, 1] + 0.5, np.ones(len(obs))], axis=1)
+        keypoints = (centres @ pred.to_original[view].astype(np.float64).T)[:, :2]
+        image = pycolmap.Image(name=pred.names[view] if pred.names else f"{view:04d}.png",
+                               keypoints=keypoints, camera_id=image_id, image_id=image_id)
+        w2c = pred.extrinsics_w2c[view].astype(np.float64)
+        reconstruction.add_image_with_trivial_frame(
+            image, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
+        for point2d_index, point_index in enumerate(obs[:, 0]):
+            tracks[point_index].add_element(image_id, point2d_index)
+    for point_index, (view, row, col) in enumerate(candidates):
+        reconstruction.add_point3D(xyz[point_index], tracks[point_index], colors[view, row, col])
+    reconstruction.update_point_3d_errors()
+    return reconstruction
+
+
+def _image_file_name(name: str) -> tuple[str, str]:
+    suffix = Path(name).suffix.lower()
+    return (name, _WRITABLE_SUFFIXES[suffix]) if suffix in _WRITABLE_SUFFIXES else (f"{name}.png", "PNG")
+
+
+def write_colmap(
+    out_dir: str | Path,
+    pred: Prediction,
+    keep: np.ndarray | None = None,
+    *,
+    images: Sequence | None = None,
+    camera_model: str = "PINHOLE",
+    max_points: int = 100_000,
+    point_source: str = "depth",
+    seed: int = 0,
+) -> Path:
+    """Write a COLMAP dataset folder, atomically: ``sparse/0/*.bin`` and ``sparse/0_text/*.txt``.
+
+    With ``images`` (the original PIL images, in view order) they are saved under
+    ``images/`` with the names the model uses, so gsplat's and nerfstudio's COLMAP
+    loaders can train on the folder directly. Names without an image suffix (video
+    frames) get ``.png`` appended, in the model and on disk.
+
+    Returns:
+        ``out_dir``.
+    """
+    file_names = [_image_file_name(n)[0] for n in pred.names] if pred.names else None
+    named = pred if file_names is None else _renamed(pred, file_names)
+    reconstruction = build_reconstruction(named, keep, camera_model=camera_model, max_points=max_points,
+                                          point_source=point_source, seed=seed)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        (tmp / "sparse" / "0").mkdir(parents=True)
+        (tmp / "sparse" / "0_text").mkdir(parents=True)
+        reconstruction.write_binary(str(tmp / "sparse" / "0"))
+        reconstruction.write_text(str(tmp / "sparse" / "0_text"))
+        if images is not None:
+            for view, image in enumerate(images):
+                file_name, fmt = _image_file_name(named.names[view])
+                target = tmp / "images" / file_name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                image.save(target, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return out_dir
+
+
+def _renamed(pred: Prediction, names: list[str]) -> Prediction:
+    from dataclasses import replace
+
+    return replace(pred, names=names)
