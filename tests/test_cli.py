@@ -105,3 +105,25 @@ def test_models_commands(args):
         assert "CC BY-NC 4.0" in result.stdout
     else:
         assert "track_head" in result.stdout and "1,190,596,120" in result.stdout
+
+
+def test_reconstruct_writes_the_chosen_exports(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        _write_photo(folder / f"view_{i}.jpg", seed=i)
+    out = tmp_path / "out"
+    result = run_cli("reconstruct", str(folder), "-o", str(out), "--model", "vggt-untrained-small",
+                     "--export", "glb,ply,mesh,colmap", "--mesh-method", "grid", "--conf-percentile", "10")
+    assert result.returncode == 0, result.stderr
+    for name in ("scene.glb", "points.ply", "mesh.ply", "mesh.obj", "colmap/sparse/0/images.bin",
+                 "colmap/images/view_0.jpg"):
+        assert (out / name).is_file(), name
+    assert not (out / "prediction.npz").exists()
+
+
+def test_reconstruct_rejects_an_unknown_format(tmp_path):
+    _write_photo(tmp_path / "a.png")
+    result = run_cli("reconstruct", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--export", "glb,fbx")
+    assert_one_line_user_error(result, "fbx")
+    assert not (tmp_path / "out").exists()

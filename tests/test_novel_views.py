@@ -36,7 +36,8 @@ from recon3d.render.paths import (
 )
 from recon3d.synth import make_scene, write_scene
 from recon3d.synth.camera import look_at
-from recon3d.types import SH_C0, Gaussians, Prediction
+from recon3d.types import SH_C0, Gaussians
+from synthetic_truth import gt_prediction
 
 # ---------------------------------------------------------------- helpers
 
@@ -179,7 +180,7 @@ def test_load_cameras_from_scene_folder_json_and_npz(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps(records))
     np.testing.assert_array_equal(load_cameras(tmp_path / "list.json").extrinsics_w2c, scene.extrinsics_w2c)
 
-    pred = _gt_prediction(scene, [0, 1, 2])
+    pred = gt_prediction(scene, [0, 1, 2])
     pred.save_npz(tmp_path / "pred.npz")
     from_npz = load_cameras(tmp_path / "pred.npz")
     np.testing.assert_allclose(from_npz.extrinsics_w2c, scene.extrinsics_w2c, atol=1e-6)
@@ -286,25 +287,6 @@ def test_colorize_depth_uses_viridis_ends():
 # ---------------------------------------------------------------- acceptance: ground-truth Gaussians
 
 
-def _gt_prediction(scene, views: list[int]) -> Prediction:
-    """A Prediction holding a synthetic scene's exact images, cameras and depth."""
-    masks = scene.masks[views]
-    conf = np.where(masks, 11.0, 1.0).astype(np.float32)
-    height, width = masks.shape[1:]
-    return Prediction(
-        images=(scene.images[views].astype(np.float32) / 255).transpose(0, 3, 1, 2),
-        extrinsics_w2c=scene.extrinsics_w2c[views].astype(np.float32),
-        intrinsics=scene.intrinsics[views].astype(np.float32),
-        depth=scene.depths[views],
-        depth_conf=conf,
-        points=scene.world_points()[views].astype(np.float32),
-        points_conf=conf,
-        to_original=np.repeat(np.eye(3, dtype=np.float32)[None], len(views), axis=0),
-        original_sizes=np.tile([height, width], (len(views), 1)),
-        names=[scene.names[v] for v in views],
-    )
-
-
 # 8 views at 128x96; views 2 and 5 are held out (between input views on the object ring).
 HELD_OUT = [2, 5]
 
@@ -313,7 +295,7 @@ HELD_OUT = [2, 5]
 def gt_renders(request):
     scene = make_scene(request.param, 0, 8, (128, 96))
     inputs = [v for v in range(8) if v not in HELD_OUT]
-    pred = _gt_prediction(scene, inputs)
+    pred = gt_prediction(scene, inputs)
     gaussians = gaussians_from_prediction(pred, keep=scene.masks[inputs], opacity=1.0)
     out = render(gaussians, torch.as_tensor(scene.extrinsics_w2c, dtype=torch.float32),
                  torch.as_tensor(scene.intrinsics, dtype=torch.float32), 128, 96, backend="cpu")

@@ -64,9 +64,11 @@ def grid_triangulation(
         np.stack([top_left, bottom_left, top_right], axis=1),
         np.stack([top_right, bottom_left, bottom_right], axis=1),
     ])
-    used, faces = np.unique(faces, return_inverse=True)
+    used = np.zeros(num_views * height * width, dtype=bool)
+    used[faces.ravel()] = True
+    new_index = np.cumsum(used) - 1
     return Mesh(
         vertices=points.reshape(-1, 3)[used].astype(np.float32),
-        faces=faces.reshape(-1, 3).astype(np.int64),
+        faces=new_index[faces].astype(np.int64),
         vertex_colors=np.asarray(colors, dtype=np.uint8).reshape(-1, 3)[used],
     )
