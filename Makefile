@@ -24,7 +24,7 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(VENV)/bin/recon3d predict $(DEMO_INPUT) -o $(DEMO_OUT)/prediction.npz
+	$(VENV)/bin/recon3d reconstruct $(DEMO_INPUT) -o $(DEMO_OUT) --export npz,glb,ply,mesh
 
 test: setup
 	$(PY) -m pytest -q
