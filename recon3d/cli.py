@@ -31,17 +31,40 @@ app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
 
+# Options shared by several commands.
+MODEL_OPT = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default).")
+DEVICE_OPT = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")
+PRECISION_OPT = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16.")
+MODE_OPT = typer.Option("crop", help="Preprocessing: crop (width 518, centre crop), pad (long side 518, white square) or fit (long side 518, aspect kept).")
+EXPORT_OPT = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat; or 'all'.")
+CONF_OPT = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels.")
+FILTER_OPT = typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters); 'none' for no filter.")
+POINTS_FROM_OPT = typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points').")
+MESH_OPT = typer.Option("tsdf", "--mesh", help="Mesher: tsdf (fused), poisson (hole-filling) or grid (fast per-view sheets).")
+MESH_DEPTH_OPT = typer.Option("prediction", "--mesh-depth", help="TSDF input: the predicted depth, or depth rendered from the Gaussians ('gaussians').")
+MESH_FACES_OPT = typer.Option(None, "--mesh-faces", min=100, help="Decimate the mesh to about this many faces.")
+GLB_MESH_OPT = typer.Option(False, "--glb-mesh", help="Put the mesh in scene.glb instead of the point cloud.")
+FRUSTUMS_OPT = typer.Option(True, "--frustums/--no-frustums", help="Draw the cameras in scene.glb.")
+MAX_POINTS_OPT = typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb.")
+COLMAP_CAMERA_OPT = typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE.")
+COLMAP_POINTS_OPT = typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D.")
+FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1).")
+EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
+MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
+
+
+
 @app.command()
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the prediction (.npz)."),
-    model: str = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16."),
-    mode: str = typer.Option("crop", help="Preprocessing: crop (width 518, centre crop), pad (long side 518, white square) or fit (long side 518, aspect kept)."),
-    fps: Optional[float] = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1)."),
-    every_n: Optional[int] = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread."),
+    model: str = MODEL_OPT,
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
+    mode: str = MODE_OPT,
+    fps: Optional[float] = FPS_OPT,
+    every_n: Optional[int] = EVERY_N_OPT,
+    max_frames: Optional[int] = MAX_FRAMES_OPT,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.pipeline import reconstruct
@@ -68,79 +91,169 @@ def predict(
     )
 
 
+def _parse_list(value: str, allowed: tuple[str, ...], flag: str, *, all_word: str | None = None) -> list[str]:
+    if all_word is not None and value.strip() == all_word:
+        return list(allowed)
+    if value.strip() == "none":
+        return []
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in items if v not in allowed]
+    if unknown or (all_word is not None and not items):
+        raise Recon3DError(f"{flag}: unknown value(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
+                           + (f" or '{all_word}'" if all_word else ""))
+    return items
+
+
+def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh, frustums, max_points,
+                     colmap_camera, colmap_points, mode, fps, every_n):
+    """Validate the shared options; return (formats, ExportOptions)."""
+    from recon3d.exports import EXPORT_FORMATS, FILTERS, ExportOptions
+    from recon3d.io.colmap import CAMERA_MODELS
+    from recon3d.mesh import MESH_METHODS, MeshOptions
+
+    formats = _parse_list(export, EXPORT_FORMATS, "--export", all_word="all")
+    chosen_filters = _parse_list(filters, FILTERS, "--filter")
+    for value, allowed, flag in ((mesh, MESH_METHODS, "--mesh"), (colmap_camera, CAMERA_MODELS, "--colmap-camera"),
+                                 (points_from, ("depth", "points"), "--points-from"), (mode, ("crop", "pad", "fit"), "--mode"),
+                                 (mesh_depth, ("prediction", "gaussians"), "--mesh-depth")):
+        if value not in allowed:
+            raise Recon3DError(f"{flag} must be one of {', '.join(allowed)}, not '{value}'")
+    if fps is not None and every_n is not None:
+        raise Recon3DError("give either --fps or --every-n, not both")
+    options = ExportOptions(
+        conf_percentile=conf, mask_sky="sky" in chosen_filters, mask_black="black" in chosen_filters,
+        mask_white="white" in chosen_filters, mask_edges="edges" in chosen_filters, point_source=points_from,
+        max_points=max_points, glb_geometry="mesh" if glb_mesh else "points", frustums=frustums,
+        mesh=MeshOptions(method=mesh, point_source=points_from, target_faces=mesh_faces),
+        mesh_from_gaussians=mesh_depth == "gaussians", colmap_camera=colmap_camera, colmap_points=colmap_points,
+    )
+    return formats, options
+
+
 @app.command()
 def reconstruct(
     inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    export: str = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated formats: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat; or 'all'."),
-    model: str = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", help="Backbone precision: auto, fp32, bf16 or fp16."),
-    mode: str = typer.Option("crop", help="Preprocessing: crop, pad or fit (see `recon3d predict --help`)."),
-    conf: float = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels."),
-    mask_sky: bool = typer.Option(False, "--mask-sky", help="Drop sky pixels (offline heuristic)."),
-    mask_black: bool = typer.Option(False, "--mask-black", help="Drop black background pixels."),
-    mask_white: bool = typer.Option(False, "--mask-white", help="Drop white background pixels."),
-    keep_edges: bool = typer.Option(False, "--keep-edges", help="Keep pixels on depth discontinuities (dropped by default: they make floaters)."),
-    points_from: str = typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points')."),
-    mesh_method: str = typer.Option("tsdf", "--mesh-method", help="tsdf (fused), poisson (hole-filling) or grid (fast per-view)."),
-    mesh_faces: Optional[int] = typer.Option(None, "--mesh-faces", min=100, help="Decimate the mesh to about this many faces."),
-    glb_mesh: bool = typer.Option(False, "--glb-mesh", help="Put the mesh in scene.glb instead of the point cloud."),
-    frustums: bool = typer.Option(True, "--frustums/--no-frustums", help="Draw the cameras in scene.glb."),
-    max_points: int = typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb."),
-    colmap_camera: str = typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE."),
-    colmap_points: int = typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D."),
-    fps: Optional[float] = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1)."),
-    every_n: Optional[int] = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread."),
+    export: str = EXPORT_OPT,
+    model: str = MODEL_OPT,
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
+    mode: str = MODE_OPT,
+    conf: float = CONF_OPT,
+    filters: str = FILTER_OPT,
+    points_from: str = POINTS_FROM_OPT,
+    mesh: str = MESH_OPT,
+    mesh_depth: str = MESH_DEPTH_OPT,
+    mesh_faces: Optional[int] = MESH_FACES_OPT,
+    glb_mesh: bool = GLB_MESH_OPT,
+    frustums: bool = FRUSTUMS_OPT,
+    max_points: int = MAX_POINTS_OPT,
+    colmap_camera: str = COLMAP_CAMERA_OPT,
+    colmap_points: int = COLMAP_POINTS_OPT,
+    fps: Optional[float] = FPS_OPT,
+    every_n: Optional[int] = EVERY_N_OPT,
+    max_frames: Optional[int] = MAX_FRAMES_OPT,
 ) -> None:
-    """Reconstruct a photo set and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
-    from recon3d.exports import EXPORT_FORMATS, ExportOptions, export_scene
-    from recon3d.io.colmap import CAMERA_MODELS
-    from recon3d.io.images import collect_inputs
-    from recon3d.mesh import MESH_METHODS, MeshOptions
-    from recon3d.pipeline import reconstruct as run_reconstruction
+    """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    formats = list(EXPORT_FORMATS) if export.strip() == "all" else [f.strip() for f in export.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in EXPORT_FORMATS]
-    if unknown or not formats:
-        raise Recon3DError(f"--export: unknown format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(EXPORT_FORMATS)} or 'all'")
-    if mesh_method not in MESH_METHODS:
-        raise Recon3DError(f"--mesh-method must be one of {', '.join(MESH_METHODS)}, not '{mesh_method}'")
-    if colmap_camera not in CAMERA_MODELS:
-        raise Recon3DError(f"--colmap-camera must be one of {', '.join(CAMERA_MODELS)}, not '{colmap_camera}'")
-    if points_from not in ("depth", "points"):
-        raise Recon3DError(f"--points-from must be depth or points, not '{points_from}'")
-    if mode not in ("crop", "pad", "fit"):
-        raise Recon3DError(f"--mode must be crop, pad or fit, not '{mode}'")
-    if fps is not None and every_n is not None:
-        raise Recon3DError("give either --fps or --every-n, not both")
+    from recon3d.jobs import VideoOptions, reconstruct_scene
+
+    formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
+                                        frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
     if output.exists() and not output.is_dir():
         raise Recon3DError(f"output '{output}' exists and is not a folder")
-    options = ExportOptions(
-        conf_percentile=conf, mask_sky=mask_sky, mask_black=mask_black, mask_white=mask_white,
-        mask_edges=not keep_edges, point_source=points_from, max_points=max_points,
-        glb_geometry="mesh" if glb_mesh else "points", frustums=frustums,
-        mesh=MeshOptions(method=mesh_method, point_source=points_from, target_faces=mesh_faces),
-        colmap_camera=colmap_camera, colmap_points=colmap_points,
-    )
-    start = time.perf_counter()
-    with console.status("loading images") as status:
-        loaded = collect_inputs(inputs, video_every_n=every_n, video_fps=fps, video_max_frames=max_frames)
-        prediction = run_reconstruction(
-            loaded, model, device=device, precision=precision, preprocess_mode=mode,
-            on_stage=lambda name: status.update(f"{name}…"),
-        )
-        written = export_scene(prediction, output, formats, options, original_images=[x.image for x in loaded],
-                               on_stage=lambda name: status.update(f"{name}…"))
-    h, w = prediction.image_size_hw
-    console.print(
-        f"[green]reconstructed[/green] {prediction.num_views} views at {w}x{h} with model {prediction.model_name} "
-        f"in {time.perf_counter() - start:.1f} s"
-    )
-    for paths in written.values():
-        for path in paths:
-            console.print(f"  {escape(str(path))}")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        tasks: list[int] = []
+
+        def on_stage(name: str) -> None:
+            if tasks:
+                progress.update(tasks[-1], completed=1, total=1)
+            tasks.append(progress.add_task(name, total=None))
+
+        result = reconstruct_scene(inputs, output, formats, options, model=model, device=device, precision=precision,
+                                   preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage)
+        if tasks:
+            progress.update(tasks[-1], completed=1, total=1)
+    _print_summary(result, output)
+
+
+def _print_summary(result, output: Path) -> None:
+    pred = result.prediction
+    height, width = pred.image_size_hw
+    table = Table(title=f"{pred.num_views} views at {width}x{height}, model {pred.model_name}", show_header=True)
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for stage, seconds in result.stage_seconds.items():
+        table.add_row(stage, f"{seconds:.2f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{result.total_seconds:.2f}[/bold]")
+    console.print(table)
+    counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.counts.items())
+    if counts:
+        console.print(counts)
+    console.print(f"[green]wrote[/green] into {escape(str(output))}: " + ", ".join(
+        escape(str(p.relative_to(output))) for paths in result.report.files.values() for p in paths))
+
+
+@app.command()
+def batch(
+    root: Path = typer.Argument(..., help="A folder whose subfolders (image sets) and video files are the scenes."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder: one subfolder per scene and manifest.json."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Scenes processed in parallel (processes or Ray actors), each loading the model once."),
+    executor: str = typer.Option("local", "--executor", help="local (processes on this machine) or ray (a Ray cluster; output must be on a shared filesystem)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start or join a local Ray instance)."),
+    export: str = EXPORT_OPT,
+    model: str = MODEL_OPT,
+    device: str = DEVICE_OPT,
+    precision: str = PRECISION_OPT,
+    mode: str = MODE_OPT,
+    conf: float = CONF_OPT,
+    filters: str = FILTER_OPT,
+    points_from: str = POINTS_FROM_OPT,
+    mesh: str = MESH_OPT,
+    mesh_depth: str = MESH_DEPTH_OPT,
+    mesh_faces: Optional[int] = MESH_FACES_OPT,
+    glb_mesh: bool = GLB_MESH_OPT,
+    frustums: bool = FRUSTUMS_OPT,
+    max_points: int = MAX_POINTS_OPT,
+    colmap_camera: str = COLMAP_CAMERA_OPT,
+    colmap_points: int = COLMAP_POINTS_OPT,
+    fps: Optional[float] = FPS_OPT,
+    every_n: Optional[int] = EVERY_N_OPT,
+    max_frames: Optional[int] = MAX_FRAMES_OPT,
+) -> None:
+    """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recon3d.batch import BatchSettings, run_batch
+    from recon3d.jobs import VideoOptions
+
+    formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
+                                        frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
+    settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("scenes", total=None)
+
+        def on_plan(todo: list[str], skipped: list[str]) -> None:
+            progress.update(task, total=len(todo))
+            if skipped:
+                progress.console.print(f"skipping {len(skipped)} scene(s) already done: {', '.join(skipped)}")
+
+        def on_scene(name: str, entry: dict) -> None:
+            colour = "green" if entry["status"] == "done" else "red"
+            detail = f"{entry['seconds']:.1f} s" if entry["status"] == "done" else entry["error"]
+            progress.console.print(f"[{colour}]{entry['status']}[/{colour}] {escape(name)}: {escape(str(detail))}")
+            progress.advance(task)
+
+        manifest = run_batch(root, output, settings, workers=workers, executor=executor, address=address,
+                             on_scene=on_scene, on_plan=on_plan)
+    statuses = [e.get("status") for e in manifest["scenes"].values()]
+    console.print(f"{statuses.count('done')} done, {statuses.count('failed')} failed; manifest: "
+                  f"{escape(str(output / 'manifest.json'))}")
+    if statuses.count("failed"):
+        raise typer.Exit(1)
 
 
 @app.command("eval")

@@ -24,11 +24,12 @@ import numpy as np
 from recon3d.mesh import MeshOptions
 from recon3d.types import Mesh, Prediction
 
-__all__ = ["EXPORT_FORMATS", "ExportOptions", "keep_mask", "export_scene"]
+__all__ = ["EXPORT_FORMATS", "FILTERS", "ExportOptions", "ExportReport", "keep_mask", "export_scene"]
 
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat")
+FILTERS = ("sky", "black", "white", "edges")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ExportOptions:
         glb_geometry: ``"points"`` or ``"mesh"`` in scene.glb.
         frustums: draw the cameras in scene.glb.
         mesh: meshing options (for ``mesh``, and ``glb`` with ``glb_geometry="mesh"``).
+        mesh_from_gaussians: fuse the depth rendered from the pixel-aligned Gaussians
+            (TSDF only) instead of the predicted depth.
         colmap_camera: ``"PINHOLE"`` or ``"SIMPLE_PINHOLE"``.
         colmap_points: cap on COLMAP points3D.
         seed: subsampling seed.
@@ -60,18 +63,33 @@ class ExportOptions:
     glb_geometry: str = "points"
     frustums: bool = True
     mesh: MeshOptions = field(default_factory=MeshOptions)
+    mesh_from_gaussians: bool = False
     colmap_camera: str = "PINHOLE"
     colmap_points: int = 100_000
     seed: int = 0
 
 
+@dataclass
+class ExportReport:
+    """What `export_scene` wrote: files per format, and counts (``points``,
+    ``gaussians``, ``mesh_faces``, ``colmap_points``) for the formats that have them."""
+
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
 def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
-    """``[S,H,W]`` bool: pixels that pass every filter chosen in ``options`` and hold a
-    finite point in front of their camera."""
+    """``[S,H,W]`` bool: pixels that pass every filter chosen in ``options``, hold a
+    finite point in front of their camera, and belong to a view with a valid camera."""
     from recon3d.gaussians import filters
 
     points, depth, conf = pred.view_points(options.point_source)
     keep = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    cameras_ok = pred.valid_cameras()
+    if not cameras_ok.all():
+        log.warning("views %s have non-finite or degenerate cameras: their pixels are left out",
+                    ", ".join(str(i) for i in np.nonzero(~cameras_ok)[0]))
+        keep &= cameras_ok[:, None, None]
     finite_conf = np.where(np.isfinite(conf), conf, 0.0)
     keep &= filters.confidence_percentile(finite_conf, options.conf_percentile)
     if options.mask_sky:
@@ -114,7 +132,7 @@ def export_scene(
     *,
     original_images: Sequence | None = None,
     on_stage: Callable[[str], None] | None = None,
-) -> dict[str, list[Path]]:
+) -> ExportReport:
     """Write the chosen ``formats`` of ``pred`` into ``out_dir``.
 
     Args:
@@ -126,7 +144,7 @@ def export_scene(
         on_stage: called with a short description before each piece of work.
 
     Returns:
-        For each format, the paths it wrote.
+        The files written per format and the sizes of what they hold.
     """
     unknown = [f for f in formats if f not in EXPORT_FORMATS]
     if unknown:
@@ -135,7 +153,8 @@ def export_scene(
     stage = on_stage or (lambda name: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list[Path]] = {}
+    report = ExportReport()
+    written = report.files
     keep = keep_mask(pred, options)
     if not keep.any():
         log.warning("no pixel passes the filters (confidence percentile %.0f): geometry exports will be empty",
@@ -145,8 +164,15 @@ def export_scene(
     if "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh"):
         from recon3d.mesh import extract_mesh
 
+        gaussians = None
+        if options.mesh_from_gaussians and options.mesh.method == "tsdf":
+            from recon3d.gaussians import gaussians_from_prediction
+
+            stage("building Gaussians for meshing")
+            gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
         stage(f"meshing ({options.mesh.method})")
-        mesh = extract_mesh(pred, options.mesh, keep=keep)
+        mesh = extract_mesh(pred, options.mesh, keep=keep, gaussians=gaussians)
+        report.counts["mesh_faces"] = mesh.num_faces
 
     if "npz" in formats:
         stage("writing prediction.npz")
@@ -154,6 +180,7 @@ def export_scene(
         written["npz"] = [out_dir / "prediction.npz"]
     if "ply" in formats or ("glb" in formats and options.glb_geometry == "points"):
         points, colors, normals = _points_and_colors(pred, keep, options)
+        report.counts["points"] = len(points)
     if "ply" in formats:
         from recon3d.io.ply import write_points_ply
 
@@ -168,7 +195,7 @@ def export_scene(
         geometry = {"mesh": mesh} if options.glb_geometry == "mesh" else {"points": points, "point_colors": colors}
         write_glb(out_dir / "scene.glb", pred.extrinsics_w2c,
                   intrinsics=pred.intrinsics if options.frustums else None, image_size_wh=(width, height),
-                  camera_names=pred.names or None, **geometry)
+                  camera_names=pred.names or None, valid_cameras=pred.valid_cameras(), **geometry)
         written["glb"] = [out_dir / "scene.glb"]
     if "mesh" in formats:
         from recon3d.io.obj import write_obj
@@ -184,12 +211,14 @@ def export_scene(
         stage("writing the COLMAP model")
         write_colmap(out_dir / "colmap", pred, keep, images=original_images, camera_model=options.colmap_camera,
                      max_points=options.colmap_points, point_source=options.point_source, seed=options.seed)
+        report.counts["colmap_points"] = min(int(keep.sum()), options.colmap_points)
         written["colmap"] = [out_dir / "colmap"]
     if "gaussians" in formats or "splat" in formats:
         from recon3d.gaussians import gaussians_from_prediction
 
         stage("building Gaussians")
         gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
+        report.counts["gaussians"] = len(gaussians)
         if "gaussians" in formats:
             from recon3d.io.ply import write_gaussians_ply
 
@@ -200,4 +229,4 @@ def export_scene(
 
             write_splat(out_dir / "gaussians.splat", gaussians)
             written["splat"] = [out_dir / "gaussians.splat"]
-    return written
+    return report

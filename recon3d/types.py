@@ -71,6 +71,14 @@ class Prediction:
 
         return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics, pixel_centre=0.5)
 
+    def valid_cameras(self) -> np.ndarray:
+        """``[S]`` bool: views whose extrinsics and intrinsics are finite with positive
+        focal lengths (an untrained or diverging network can predict fov 0, i.e. inf focal)."""
+        k = self.intrinsics.astype(np.float64)
+        finite = np.isfinite(self.extrinsics_w2c).all(axis=(1, 2)) & np.isfinite(k).all(axis=(1, 2))
+        with np.errstate(invalid="ignore"):
+            return finite & (k[:, 0, 0] > 0) & (k[:, 1, 1] > 0)
+
     def view_points(self, source: str = "depth") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-pixel world points with their camera z-depth and confidence.
 
@@ -97,9 +105,15 @@ class Prediction:
         arrays = {f.name: getattr(self, f.name) for f in fields(self)}
         arrays["names"] = np.asarray(self.names, dtype=str)
         arrays["model_name"] = np.asarray(self.model_name, dtype=str)
+        import zipfile
+
+        # np.savez_compressed deflates at level 6: 13 s for 8 views at 518x392. Level 1
+        # is several times faster for a file a few percent larger, and np.load reads it.
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+                for name, value in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
     @classmethod
     def load_npz(cls, path: str | Path) -> Prediction:

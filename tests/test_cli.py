@@ -114,7 +114,7 @@ def test_reconstruct_writes_the_chosen_exports(tmp_path):
         _write_photo(folder / f"view_{i}.jpg", seed=i)
     out = tmp_path / "out"
     result = run_cli("reconstruct", str(folder), "-o", str(out), "--model", "vggt-untrained-small",
-                     "--export", "glb,ply,mesh,colmap", "--mesh-method", "grid", "--conf-percentile", "10")
+                     "--export", "glb,ply,mesh,colmap", "--mesh", "grid", "--conf-percentile", "10")
     assert result.returncode == 0, result.stderr
     for name in ("scene.glb", "points.ply", "mesh.ply", "mesh.obj", "colmap/sparse/0/images.bin",
                  "colmap/images/view_0.jpg"):

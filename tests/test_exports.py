@@ -152,7 +152,7 @@ def test_export_scene_writes_every_format_atomically(scene, tmp_path):
     pred = gt_prediction(scene)
     options = ExportOptions(conf_percentile=0.0, mesh=MeshOptions(method="grid"))
     written = export_scene(pred, tmp_path / "out", ["npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat"], options)
-    for paths in written.values():
+    for paths in written.files.values():
         assert all(p.exists() for p in paths)
     assert not list((tmp_path / "out").glob(".*"))
     assert len(PlyData.read(tmp_path / "out" / "points.ply")["vertex"]) > 0

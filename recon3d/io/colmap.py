@@ -102,7 +102,7 @@ def build_reconstruction(
     import pycolmap
 
     points, depth, _ = pred.view_points(point_source)
-    valid = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    valid = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0) & pred.valid_cameras()[:, None, None]
     if keep is not None:
         valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
     candidates = np.argwhere(valid)
@@ -117,7 +117,13 @@ def build_reconstruction(
 
     reconstruction = pycolmap.Reconstruction()
     tracks = [pycolmap.Track() for _ in range(len(xyz))]
+    cameras_ok = pred.valid_cameras()
+    if not cameras_ok.all():
+        log.warning("COLMAP: leaving out views %s, whose cameras are not finite",
+                    ", ".join(str(i) for i in np.nonzero(~cameras_ok)[0]))
     for view, (width, height, params) in enumerate(colmap_cameras(pred, camera_model)):
+        if not cameras_ok[view]:
+            continue
         image_id = view + 1
         camera = pycolmap.Camera(model=camera_model, width=width, height=height, params=params, camera_id=image_id)
         reconstruction.add_camera_with_trivial_rig(camera)

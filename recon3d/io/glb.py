@@ -66,6 +66,7 @@ def write_glb(
     image_size_wh: tuple[int, int] | None = None,
     camera_names: Sequence[str] | None = None,
     frustum_size: float | None = None,
+    valid_cameras: np.ndarray | None = None,
 ) -> None:
     """Write a GLB holding a coloured point cloud and/or mesh and optional camera frusta.
 
@@ -80,13 +81,17 @@ def write_glb(
         camera_names: node names' suffixes (default: view indices).
         frustum_size: frustum depth in world units (default: 1/20 of the diagonal of the
             geometry and camera centres).
+        valid_cameras: ``[S]`` bool; cameras marked False get no frustum. The first
+            camera must be valid: it defines the GLB frame.
     """
     import trimesh
 
     extrinsics_w2c = np.asarray(extrinsics_w2c, dtype=np.float64)
-    to_glb = glb_world_transform(extrinsics_w2c)
+    valid = np.ones(len(extrinsics_w2c), bool) if valid_cameras is None else np.asarray(valid_cameras, bool)
+    # Without a usable first camera the scene stays in recon3d's world frame (OpenGL axes).
+    to_glb = glb_world_transform(extrinsics_w2c) if valid[0] else GL_FROM_CV.copy()
     scene = trimesh.Scene()
-    extent_points = [np.linalg.inv(extrinsics_w2c)[:, :3, 3]]
+    extent_points = [np.linalg.inv(extrinsics_w2c[valid])[:, :3, 3]]
     if points is not None and len(points):
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         extent_points.append(points)
@@ -108,6 +113,8 @@ def write_glb(
         colors = _view_colors(len(extrinsics_w2c))
         width, height = image_size_wh
         for view, w2c in enumerate(extrinsics_w2c):
+            if not valid[view]:
+                continue
             vertices, faces = camera_frustum(intrinsics[view], width, height, frustum_size)
             frustum = trimesh.Trimesh(vertices, faces, face_colors=np.tile(colors[view], (len(faces), 1)), process=False)
             pose = to_glb @ np.linalg.inv(w2c) @ GL_FROM_CV

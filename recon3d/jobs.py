@@ -1,0 +1,95 @@
+"""One scene, start to finish: load the views, run the network, write the exports.
+
+Shared by ``recon3d reconstruct`` (one scene), ``recon3d batch`` (many, in worker
+processes or Ray tasks) and the web app, so they all time and report the same stages.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from recon3d.exports import ExportOptions, ExportReport, export_scene
+from recon3d.types import Prediction
+
+__all__ = ["VideoOptions", "SceneResult", "StageClock", "reconstruct_scene"]
+
+
+@dataclass
+class VideoOptions:
+    """Frame sampling for video inputs (see `recon3d.io.video.load_video_frames`)."""
+
+    fps: float | None = None
+    every_n: int | None = None
+    max_frames: int | None = None
+
+
+@dataclass
+class SceneResult:
+    prediction: Prediction
+    report: ExportReport
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.stage_seconds.values())
+
+
+class StageClock:
+    """Times named stages: each call to ``stage(name)`` ends the previous stage.
+
+    ``listener`` (e.g. a progress display) hears every stage name as it starts.
+    """
+
+    def __init__(self, listener: Callable[[str], None] | None = None):
+        self.seconds: dict[str, float] = {}
+        self._listener = listener
+        self._current: str | None = None
+        self._started = 0.0
+
+    def stage(self, name: str) -> None:
+        self.stop()
+        self._current, self._started = name, time.perf_counter()
+        if self._listener is not None:
+            self._listener(name)
+
+    def stop(self) -> None:
+        if self._current is not None:
+            self.seconds[self._current] = self.seconds.get(self._current, 0.0) + time.perf_counter() - self._started
+            self._current = None
+
+
+def reconstruct_scene(
+    inputs: Sequence[str | Path] | str | Path,
+    out_dir: str | Path,
+    formats: Sequence[str],
+    options: ExportOptions | None = None,
+    *,
+    model: str | Path | torch.nn.Module = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    preprocess_mode: str = "crop",
+    video: VideoOptions | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> SceneResult:
+    """Reconstruct the views named by ``inputs`` and write ``formats`` into ``out_dir``.
+
+    Raises:
+        InputError / WeightsError: bad inputs or weights (one-line messages).
+    """
+    from recon3d.io.images import collect_inputs
+    from recon3d.pipeline import reconstruct
+
+    video = video or VideoOptions()
+    clock = StageClock(on_stage)
+    clock.stage("load images")
+    loaded = collect_inputs(inputs, video_every_n=video.every_n, video_fps=video.fps, video_max_frames=video.max_frames)
+    prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
+                             on_stage=clock.stage)
+    report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded],
+                          on_stage=clock.stage)
+    clock.stop()
+    return SceneResult(prediction, report, clock.seconds)
