@@ -226,12 +226,13 @@ def batch(
     """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recon3d.batch import BatchSettings, run_batch
+    from recon3d.batch import BatchSettings, discover_scenes, run_batch
     from recon3d.jobs import VideoOptions
 
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
                                         frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
     settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames))
+    discover_scenes(root)  # a bad root is reported before any progress display
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("scenes", total=None)
@@ -466,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns exceptions into exit codes."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of raising it.
+        if isinstance(code, int):
+            return code
     except Recon3DError as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 1
