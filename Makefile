@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 DEMO_INPUT ?= assets/scenes/object_8/images
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup setup-test demo test test-slow bench ui clean
 
 setup: $(VENV)/.setup-done
+setup-test: $(VENV)/.test-setup-done
 
 $(VENV)/.setup-done: pyproject.toml Makefile
 	@# open3d (meshes) needs libusb at import time; install it from Debian when missing.
@@ -20,17 +21,30 @@ $(VENV)/.setup-done: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	@# torch first, and only when missing: the CPU build 2.13.0, never a CUDA build pulled in by a range.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-setup-done: $(VENV)/.setup-done
 	$(PY) -m pip install -q -e ".[test]"
+	@# The browser test drives Debian's chromium through Playwright; install it when missing.
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "note: install the Debian package chromium for the browser test (it is skipped without it)"; fi; \
+	fi
 	touch $@
 
 demo: setup
 	$(VENV)/bin/recon3d reconstruct $(DEMO_INPUT) -o $(DEMO_OUT) --export npz,glb,ply,mesh
 
-test: setup
+test: setup-test
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup-test
 	$(PY) -m pytest -q -m slow
+
+ui: setup
+	$(VENV)/bin/recon3d ui
 
 bench: setup
 	$(PY) benchmarks/vggt_cpu.py

@@ -257,6 +257,23 @@ def batch(
         raise typer.Exit(1)
 
 
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for every interface)."),
+    port: Optional[int] = typer.Option(None, help="Port (default: the first free one from 7860)."),
+    share: bool = typer.Option(False, "--share", help="Also open a public gradio.live link."),
+    max_images: int = typer.Option(200, "--max-images", min=1, help="Most images (or video frames) per reconstruction."),
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.1, help="Largest image accepted, in megapixels."),
+    max_upload_mb: int = typer.Option(500, "--max-upload-mb", min=1, help="Largest upload accepted, in MB."),
+) -> None:
+    """Start the web app: upload photos or a video, reconstruct, view in 3D, download."""
+    try:
+        from ui.app import UIConfig, launch
+    except ImportError as exc:
+        raise Recon3DError(f"the web app needs gradio ({exc}); install it with pip install 'gradio>=6,<7'") from exc
+    launch(host, port, share, UIConfig(max_images=max_images, max_megapixels=max_megapixels, max_upload_mb=max_upload_mb))
+
+
 @app.command("eval")
 def evaluate(
     scene: Path = typer.Argument(..., help="A synthetic scene folder (cameras.json + ground truth) or a photo set with colmap_reference/."),

@@ -41,6 +41,7 @@ class ExportOptions:
         mask_sky: drop sky (offline heuristic, see `recon3d.gaussians.filters.sky_mask`).
         mask_black, mask_white: drop black / white background pixels.
         mask_edges: drop pixels on depth discontinuities (floaters).
+        views: indices of the views whose pixels are used (None: all).
         point_source: ``"depth"`` or ``"points"`` (point-map head).
         max_points: cap on the points of points.ply and the GLB point cloud (seeded).
         glb_geometry: ``"points"`` or ``"mesh"`` in scene.glb.
@@ -58,6 +59,7 @@ class ExportOptions:
     mask_black: bool = False
     mask_white: bool = False
     mask_edges: bool = True
+    views: list[int] | None = None
     point_source: str = "depth"
     max_points: int = 1_000_000
     glb_geometry: str = "points"
@@ -100,6 +102,8 @@ def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
         keep &= filters.white_background(pred.images)
     if options.mask_edges:
         keep &= filters.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
+    if options.views is not None:
+        keep &= filters.frame_selection(pred.num_views, options.views)
     return keep
 
 

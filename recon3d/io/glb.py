@@ -9,6 +9,7 @@ pose in glTF axes, holding a frustum drawn in the camera's own (OpenGL) frame.
 from __future__ import annotations
 
 import colorsys
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,8 @@ from recon3d.io.atomic import atomic_path
 from recon3d.types import Mesh
 
 __all__ = ["GL_FROM_CV", "glb_world_transform", "camera_frustum", "write_glb"]
+
+log = logging.getLogger(__name__)
 
 # OpenCV camera axes (x right, y down, z forward) to OpenGL's (x right, y up, z back).
 GL_FROM_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -120,5 +123,19 @@ def write_glb(
             pose = to_glb @ np.linalg.inv(w2c) @ GL_FROM_CV
             scene.add_geometry(frustum, node_name=f"camera_{view:03d}_{names[view]}", geom_name=f"frustum_{view:03d}",
                                transform=pose)
+    if scene.is_empty:
+        log.warning("%s: nothing to show (no valid point, face or camera): writing an empty scene", path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(scene.export(file_type="glb"))
+        tmp.write_bytes(_empty_glb() if scene.is_empty else scene.export(file_type="glb"))
+
+
+def _empty_glb() -> bytes:
+    """A valid GLB holding one empty scene (trimesh refuses to export empty scenes)."""
+    import json
+    import struct
+
+    document = json.dumps({"asset": {"version": "2.0", "generator": "recon3d"}, "scene": 0,
+                           "scenes": [{"nodes": []}]}).encode()
+    document += b" " * (-len(document) % 4)  # chunks are 4-byte aligned, JSON padded with spaces
+    chunk = struct.pack("<II", len(document), 0x4E4F534A) + document
+    return struct.pack("<III", 0x46546C67, 2, 12 + len(chunk)) + chunk

@@ -1,0 +1,1 @@
+"""recon3d's Gradio web app (`recon3d ui`)."""

@@ -1,0 +1,180 @@
+"""The recon3d web app: upload photos or a video, reconstruct, look around, download.
+
+``build_app(UIConfig())`` returns the Gradio Blocks; ``recon3d ui`` launches it. The
+network runs only on Reconstruct; the confidence, frame, filter, camera and output
+controls re-export from the prediction kept in the session.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from recon3d.errors import Recon3DError
+from recon3d.exports import FILTERS, ExportOptions
+from ui.session import Session, all_downloads, delete_session, depth_and_confidence_images, viewer_export
+
+REPO = Path(__file__).resolve().parents[1]
+SHOW_CHOICES = ["points", "mesh", "gaussians"]
+
+
+def _default_loader() -> Callable[[str], tuple[object, str]]:
+    """Zoo loader with one cached model per name; returns (model, one-line why)."""
+    from recon3d.zoo import load_model, resolve_auto
+
+    cache: dict[str, object] = {}
+
+    def load(name: str):
+        line = f"model {name}"
+        if name == "auto":
+            resolved, why = resolve_auto()
+            line = f"auto → {resolved} ({why})"
+            name = resolved
+        if name not in cache:
+            cache[name] = load_model(name)
+        return cache[name], line
+
+    return load
+
+
+def _example_sets() -> list[list[str]]:
+    scenes = sorted((REPO / "assets" / "scenes").glob("*/images"))
+    return [[str(p) for p in sorted(folder.iterdir())][:8] for folder in scenes]
+
+
+@dataclass
+class UIConfig:
+    """Limits and hooks of the app (all configurable from `recon3d ui`)."""
+
+    models: list[str] = field(default_factory=lambda: ["auto", "recon3d-tiny", "vggt-1b", "vggt-untrained-small"])
+    max_images: int = 200
+    max_megapixels: float = 40.0
+    max_upload_mb: int = 500
+    max_gaussians: int = 300_000
+    load_model: Callable[[str], tuple[object, str]] = field(default_factory=_default_loader)
+    examples: list[list[str]] = field(default_factory=_example_sets)
+
+
+def _options(conf: float, frames: list[str], names: list[str], show_cameras: bool, filters: list[str]) -> ExportOptions:
+    views = [names.index(f) for f in frames if f in names]
+    if not views:
+        raise gr.Error("Select at least one frame to show.")
+    return ExportOptions(conf_percentile=float(conf), views=views, frustums=bool(show_cameras),
+                         mask_sky="sky" in filters, mask_black="black" in filters, mask_white="white" in filters,
+                         mask_edges="edges" in filters, max_points=500_000)
+
+
+def build_app(config: UIConfig | None = None) -> gr.Blocks:
+    config = config or UIConfig()
+    # One network run at a time: a second click queues behind the first.
+    network_lock = threading.Lock()
+
+    def reconstruct(files, fps, max_frames, model_name, conf, show_cameras, filters, show, session,
+                    progress=gr.Progress()):
+        from recon3d.io.images import collect_inputs
+        from recon3d.pipeline import reconstruct as run_network
+
+        session = session or Session()
+        paths = [f if isinstance(f, str) else f.name for f in (files or [])]
+        if not paths:
+            raise gr.Error("Upload a few photos (or one video) first.")
+        if len(paths) > config.max_images:
+            raise gr.Error(f"{len(paths)} files uploaded; this server takes at most {config.max_images} images.")
+        progress(0.02, desc="loading images")
+        try:
+            loaded = collect_inputs(paths, video_fps=fps or None, video_max_frames=int(max_frames) or None,
+                                    max_megapixels=config.max_megapixels)
+            if len(loaded) > config.max_images:
+                raise gr.Error(f"{len(loaded)} views; this server takes at most {config.max_images} "
+                               "(lower the video fps or max frames).")
+            progress(0.1, desc="loading the model")
+            model, model_line = config.load_model(model_name)
+            stages = {"preprocess": 0.2, "network": 0.3}
+            with network_lock:
+                prediction = run_network(loaded, model, on_stage=lambda s: progress(stages.get(s, 0.2), desc=s))
+        except Recon3DError as err:
+            raise gr.Error(str(err)) from err
+        session.prediction, session.images, session.model_line = prediction, [x.image for x in loaded], model_line
+        names = list(prediction.names)
+        progress(0.8, desc="exporting")
+        viewer, downloads, status = _export(session, conf, names, show_cameras, filters, show)
+        gallery = depth_and_confidence_images(prediction)
+        frames = gr.CheckboxGroup(choices=names, value=names)
+        return session, viewer, downloads, status, gallery, frames
+
+    def _export(session, conf, frames, show_cameras, filters, show):
+        names = list(session.prediction.names)
+        options = _options(conf, frames, names, show_cameras, filters)
+        viewer, downloads = viewer_export(session, options, show, config.max_gaussians)
+        pred = session.prediction
+        height, width = pred.image_size_hw
+        status = (f"{session.model_line}; {pred.num_views} views at {width}x{height}; "
+                  f"export {session.exports}: {show}, {len(options.views)} frames, lowest {conf:.0f} % confidence dropped")
+        return str(viewer), [str(p) for p in downloads], status
+
+    def reexport(conf, frames, show_cameras, filters, show, session):
+        if session is None or session.prediction is None:
+            return gr.skip(), gr.skip(), "Reconstruct first; the controls then re-export without rerunning the network."
+        return _export(session, conf, frames, show_cameras, filters, show)
+
+    def prepare_downloads(conf, frames, show_cameras, filters, session):
+        if session is None or session.prediction is None:
+            raise gr.Error("Reconstruct first.")
+        options = _options(conf, frames, list(session.prediction.names), show_cameras, filters)
+        return [str(p) for p in all_downloads(session, options)]
+
+    with gr.Blocks(title="recon3d", delete_cache=(3600, 7200)) as app:
+        session = gr.State(None, time_to_live=6 * 3600, delete_callback=delete_session)
+        gr.Markdown("# recon3d\nFeed-forward 3D reconstruction from unposed photos: upload a few images "
+                    "(or one video), press **Reconstruct**, then explore and download.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="Images or one video", file_count="multiple",
+                                file_types=["image", "video"], elem_id="inputs")
+                with gr.Row():
+                    fps = gr.Number(value=1.0, label="Video: frames per second", minimum=0.01)
+                    max_frames = gr.Number(value=60, label="Video: max frames", minimum=0, precision=0)
+                model_name = gr.Dropdown(config.models, value=config.models[0], label="Model")
+                run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct")
+                status = gr.Markdown(elem_id="status")
+                if config.examples:
+                    gr.Examples([[e] for e in config.examples], inputs=[files], label="Sample scenes")
+            with gr.Column(scale=2):
+                viewer = gr.Model3D(label="3D view", elem_id="viewer", height=480, clear_color=(1, 1, 1, 1))
+                with gr.Row():
+                    conf = gr.Slider(0, 99, value=50, step=1, label="Drop lowest confidence (%)", elem_id="conf")
+                    show = gr.Radio(SHOW_CHOICES, value="points", label="Show")
+                with gr.Row():
+                    show_cameras = gr.Checkbox(value=True, label="Show cameras")
+                    filters = gr.CheckboxGroup(list(FILTERS), value=["edges"], label="Filters")
+                frames = gr.CheckboxGroup([], label="Frames")
+                downloads = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
+                prepare = gr.Button("Prepare all downloads (GLB, Gaussian PLY, mesh, COLMAP zip)")
+                gallery = gr.Gallery(label="Depth and confidence per view", columns=4, height=320)
+
+        controls = [conf, frames, show_cameras, filters, show]
+        run.click(reconstruct, [files, fps, max_frames, model_name, conf, show_cameras, filters, show, session],
+                  [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
+                  concurrency_limit=1, api_name="reconstruct")
+        # User actions only (.input/.release): Reconstruct itself updates the frame list.
+        conf.release(reexport, [*controls, session], [viewer, downloads, status], api_name="reexport",
+                     concurrency_id="export", concurrency_limit=2)
+        for control in (show_cameras, filters, show, frames):
+            control.input(reexport, [*controls, session], [viewer, downloads, status], api_name=False,
+                          concurrency_id="export", concurrency_limit=2)
+        prepare.click(prepare_downloads, [conf, frames, show_cameras, filters, session], [downloads],
+                      api_name="downloads")
+    return app
+
+
+def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, config: UIConfig | None = None,
+           block: bool = True):
+    config = config or UIConfig()
+    app = build_app(config)
+    app.queue(default_concurrency_limit=2)
+    app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{config.max_upload_mb}mb",
+               prevent_thread_lock=not block, show_error=True, allowed_paths=[str(REPO / "assets")])
+    return app

@@ -1,0 +1,100 @@
+"""Per-browser-session state of the web app: the last prediction and a private folder.
+
+The network runs once per Reconstruct click; every control afterwards re-exports from
+the prediction kept here. Each session writes only inside its own temporary folder,
+which is deleted when the session ends (or its state expires).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from recon3d.exports import ExportOptions, export_scene
+from recon3d.gaussians import gaussians_from_prediction
+from recon3d.gaussians.fusion import prune_to_count
+from recon3d.io.ply import write_gaussians_ply
+from recon3d.types import Prediction
+
+
+@dataclass
+class Session:
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="recon3d-ui-")))
+    prediction: Prediction | None = None
+    images: list = field(default_factory=list)
+    model_line: str = ""
+    exports: int = 0
+
+    def next_folder(self) -> Path:
+        """A fresh subfolder per export, so browsers never show a cached older file."""
+        self.exports += 1
+        folder = self.folder / f"export_{self.exports:03d}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def delete_session(session: Session | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def viewer_export(session: Session, options: ExportOptions, show: str, max_gaussians: int) -> tuple[Path, list[Path]]:
+    """Files for the 3D viewer: scene.glb (points or mesh, with cameras) or gaussians.ply.
+
+    Returns:
+        The file to show and the files offered for download.
+    """
+    folder = session.next_folder()
+    pred = session.prediction
+    if show == "gaussians":
+        from recon3d.exports import keep_mask
+
+        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep_mask(pred, options))
+        if len(gaussians) > max_gaussians:
+            # Browsers draw a few hundred thousand splats smoothly; drop small faint ones first.
+            gaussians = prune_to_count(gaussians, max_gaussians)
+        write_gaussians_ply(folder / "gaussians.ply", gaussians)
+        export_scene(pred, folder, ["glb"], options)
+        return folder / "gaussians.ply", [folder / "scene.glb", folder / "gaussians.ply"]
+    options.glb_geometry = "mesh" if show == "mesh" else "points"
+    formats = ["glb", "mesh"] if show == "mesh" else ["glb"]
+    report = export_scene(pred, folder, formats, options)
+    return folder / "scene.glb", [p for paths in report.files.values() for p in paths]
+
+
+def all_downloads(session: Session, options: ExportOptions) -> list[Path]:
+    """Every download: GLB, Gaussian PLY, mesh (PLY, OBJ) and the COLMAP folder as a zip."""
+    folder = session.next_folder()
+    report = export_scene(session.prediction, folder, ["glb", "gaussians", "mesh", "colmap"], options,
+                          original_images=session.images)
+    colmap_dir = report.files.pop("colmap")[0]
+    archive = folder / "colmap.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(colmap_dir.rglob("*")):
+            if path.is_file():
+                zf.write(path, Path("colmap") / path.relative_to(colmap_dir))
+    return [p for paths in report.files.values() for p in paths] + [archive]
+
+
+def depth_and_confidence_images(pred: Prediction) -> list[tuple[np.ndarray, str]]:
+    """Gallery items: per view a viridis depth map and a confidence map (uint8 RGB)."""
+    from recon3d.io.video_writer import colorize_depth
+
+    items = []
+    for view in range(pred.num_views):
+        depth = pred.depth[view]
+        valid = np.isfinite(depth) & (depth > 0)
+        near, far = (np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0))
+        name = pred.names[view] if pred.names else str(view)
+        items.append((colorize_depth(depth, valid, float(near), float(max(far, near + 1e-6))), f"{name}: depth"))
+        conf = np.log(np.maximum(pred.depth_conf[view], 1.0))
+        top = float(np.percentile(conf, 99)) or 1.0
+        items.append((colorize_depth(conf, np.isfinite(conf), 0.0, top), f"{name}: confidence (log)"))
+    return items
