@@ -25,6 +25,7 @@ from recon3d.errors import InputError, Recon3DError
 from recon3d.exports import ExportOptions
 from recon3d.io.atomic import atomic_directory, atomic_path
 from recon3d.jobs import VideoOptions, reconstruct_scene
+from recon3d.networks.token_merging import MergeConfig
 
 __all__ = ["BatchSettings", "discover_scenes", "load_manifest", "run_batch", "EXECUTORS"]
 
@@ -45,6 +46,7 @@ class BatchSettings:
     precision: str = "auto"
     preprocess_mode: str = "crop"
     video: VideoOptions = field(default_factory=VideoOptions)
+    token_merging: MergeConfig | None = None
 
 
 def discover_scenes(root: str | Path) -> dict[str, Path]:
@@ -116,6 +118,7 @@ def process_scene(name: str, source: str, out_root: str, settings: BatchSettings
             result = reconstruct_scene(
                 [source], tmp, settings.formats, settings.options, model=model, device=settings.device,
                 precision=settings.precision, preprocess_mode=settings.preprocess_mode, video=settings.video,
+                token_merging=settings.token_merging,
             )
         entry.update(
             status="done", views=result.prediction.num_views, model=result.prediction.model_name,

@@ -51,6 +51,16 @@ COLMAP_POINTS_OPT = typer.Option(100_000, "--colmap-points", min=0, help="At mos
 FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1).")
 EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
 MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
+MERGE_OPT = typer.Option("auto", "--merge", help="Token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
+
+
+def _merge_config(value: str):
+    from recon3d.networks.token_merging import parse_merge_option
+
+    try:
+        return parse_merge_option(value)
+    except ValueError as err:
+        raise Recon3DError(str(err)) from None
 
 
 
@@ -65,10 +75,12 @@ def predict(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    merge: str = MERGE_OPT,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.pipeline import reconstruct
 
+    merging = _merge_config(merge)
     if output.suffix != ".npz":
         raise Recon3DError(f"output '{output}' must end in .npz")
     if mode not in ("crop", "pad", "fit"):
@@ -80,7 +92,7 @@ def predict(
         prediction = reconstruct(
             inputs, model, device=device, precision=precision, preprocess_mode=mode,
             video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
-            on_stage=lambda name: status.update(f"{name}…"),
+            on_stage=lambda name: status.update(f"{name}…"), token_merging=merging,
         )
         status.update("writing")
         prediction.save_npz(output)
@@ -153,6 +165,7 @@ def reconstruct(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    merge: str = MERGE_OPT,
 ) -> None:
     """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -163,6 +176,7 @@ def reconstruct(
                                         frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
     if output.exists() and not output.is_dir():
         raise Recon3DError(f"output '{output}' exists and is not a folder")
+    merging = _merge_config(merge)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
         tasks: list[int] = []
@@ -173,7 +187,8 @@ def reconstruct(
             tasks.append(progress.add_task(name, total=None))
 
         result = reconstruct_scene(inputs, output, formats, options, model=model, device=device, precision=precision,
-                                   preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage)
+                                   preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage,
+                                   token_merging=merging)
         if tasks:
             progress.update(tasks[-1], completed=1, total=1)
     _print_summary(result, output)
@@ -222,6 +237,7 @@ def batch(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    merge: str = MERGE_OPT,
 ) -> None:
     """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -231,7 +247,8 @@ def batch(
 
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
                                         frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
-    settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames))
+    settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames),
+                             _merge_config(merge))
     discover_scenes(root)  # a bad root is reported before any progress display
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:

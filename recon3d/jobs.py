@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from recon3d.exports import ExportOptions, ExportReport, export_scene
+from recon3d.networks.token_merging import MergeConfig
 from recon3d.types import Prediction
 
 __all__ = ["VideoOptions", "SceneResult", "StageClock", "reconstruct_scene"]
@@ -74,6 +75,7 @@ def reconstruct_scene(
     preprocess_mode: str = "crop",
     video: VideoOptions | None = None,
     on_stage: Callable[[str], None] | None = None,
+    token_merging: MergeConfig | None = None,
 ) -> SceneResult:
     """Reconstruct the views named by ``inputs`` and write ``formats`` into ``out_dir``.
 
@@ -88,7 +90,7 @@ def reconstruct_scene(
     clock.stage("load images")
     loaded = collect_inputs(inputs, video_every_n=video.every_n, video_fps=video.fps, video_max_frames=video.max_frames)
     prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
-                             on_stage=clock.stage)
+                             on_stage=clock.stage, token_merging=token_merging)
     report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded],
                           on_stage=clock.stage)
     clock.stop()

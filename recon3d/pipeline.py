@@ -10,6 +10,7 @@ import PIL.Image
 import torch
 
 from recon3d.errors import InputError
+from recon3d.networks.token_merging import MergeConfig
 from recon3d.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def reconstruct(
     video_fps: float | None = None,
     video_max_frames: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    token_merging: MergeConfig | None = None,
 ) -> Prediction:
     """Predict cameras, depth and point maps for unposed photos.
 
@@ -101,6 +103,8 @@ def reconstruct(
             white padding to a square) or ``"fit"`` (long side 518, aspect kept).
         video_every_n, video_fps, video_max_frames: frame sampling for video inputs.
         on_stage: called with a short stage name as work progresses (for progress bars).
+        token_merging: merge tokens in global attention (long sequences; see
+            `recon3d.networks.token_merging`); None runs dense attention.
 
     Returns:
         A ``Prediction`` whose world frame is the first view's camera.
@@ -121,6 +125,8 @@ def reconstruct(
     patch = model.config.patch_size
     batch = preprocess_images(pil_images, mode=preprocess_mode, target_size=model.config.img_size, patch_size=patch)
     stage("network")
+    if hasattr(model, "set_token_merging"):
+        model.set_token_merging(token_merging)
     arrays = predict_tensors(model, batch.images)
     info = getattr(model, "info", None)
     return Prediction(

@@ -72,9 +72,10 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
     # One network run at a time: a second click queues behind the first.
     network_lock = threading.Lock()
 
-    def reconstruct(files, fps, max_frames, model_name, conf, show_cameras, filters, show, session,
+    def reconstruct(files, fps, max_frames, model_name, merge, conf, show_cameras, filters, show, session,
                     progress=gr.Progress()):
         from recon3d.io.images import collect_inputs
+        from recon3d.networks.token_merging import parse_merge_option
         from recon3d.pipeline import reconstruct as run_network
 
         session = session or Session()
@@ -94,8 +95,9 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             model, model_line = config.load_model(model_name)
             stages = {"preprocess": 0.2, "network": 0.3}
             with network_lock:
-                prediction = run_network(loaded, model, on_stage=lambda s: progress(stages.get(s, 0.2), desc=s))
-        except Recon3DError as err:
+                prediction = run_network(loaded, model, on_stage=lambda s: progress(stages.get(s, 0.2), desc=s),
+                                         token_merging=parse_merge_option(merge))
+        except (Recon3DError, ValueError) as err:
             raise gr.Error(str(err)) from err
         session.prediction, session.images, session.model_line = prediction, [x.image for x in loaded], model_line
         names = list(prediction.names)
@@ -138,6 +140,10 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                     fps = gr.Number(value=1.0, label="Video: frames per second", minimum=0.01)
                     max_frames = gr.Number(value=60, label="Video: max frames", minimum=0, precision=0)
                 model_name = gr.Dropdown(config.models, value=config.models[0], label="Model")
+                with gr.Accordion("Advanced", open=False):
+                    merge = gr.Dropdown(["auto", "off", "0.5", "0.9", "1.0"], value="auto", allow_custom_value=True,
+                                        label="Token merging (auto: on from 32 images; a ratio merges that "
+                                              "fraction of tokens in global attention)")
                 run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct")
                 status = gr.Markdown(elem_id="status")
                 if config.examples:
@@ -156,7 +162,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Depth and confidence per view", columns=4, height=320)
 
         controls = [conf, frames, show_cameras, filters, show]
-        run.click(reconstruct, [files, fps, max_frames, model_name, conf, show_cameras, filters, show, session],
+        run.click(reconstruct, [files, fps, max_frames, model_name, merge, conf, show_cameras, filters, show, session],
                   [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
                   concurrency_limit=1, api_name="reconstruct")
         # User actions only (.input/.release): Reconstruct itself updates the frame list.

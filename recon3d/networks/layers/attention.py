@@ -1,11 +1,20 @@
 """Multi-head self-attention with optional per-head q/k LayerNorm and 2D RoPE."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    from recon3d.networks.token_merging import MergePlan
+
 from recon3d.networks.layers.rope2d import RopeTables, rotate
+
+# Called with the attention's (normalised) input; returns a token-merging plan or None.
+Planner = Callable[[torch.Tensor], "MergePlan | None"]
 
 
 class Attention(nn.Module):
@@ -34,13 +43,27 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
-        """``x [B, N, dim]``, ``rope`` from ``RotaryEmbedding2D.tables`` or None → ``[B, N, dim]``."""
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None, planner: Planner | None = None) -> torch.Tensor:
+        """``x [B, N, dim]``, ``rope`` from ``RotaryEmbedding2D.tables`` or None → ``[B, N, dim]``.
+
+        With a ``planner`` (token merging, `recon3d.networks.token_merging`), attention
+        runs on the merged q, k, v and each token takes its slot's output back before
+        the output projection.
+        """
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = rotate(q, rope), rotate(k, rope)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        plan = planner(x) if planner is not None else None
+        if plan is None:
+            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
+        else:
+            def merged(t: torch.Tensor) -> torch.Tensor:  # [B,H,N,D] → [B,H,M,D]
+                m = plan.merge(t.transpose(1, 2).reshape(b, n, c))
+                return m.reshape(b, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+            out = F.scaled_dot_product_attention(merged(q), merged(k), merged(v))
+            out = plan.unmerge(out.transpose(1, 2).reshape(b, -1, c))
+        return self.proj(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recon3d.networks.layers.attention import Attention
+from recon3d.networks.layers.attention import Attention, Planner
 from recon3d.networks.layers.rope2d import RopeTables
 
 
@@ -55,6 +55,6 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope))
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None, planner: Planner | None = None) -> torch.Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rope, planner))
         return x + self.ls2(self.mlp(self.norm2(x)))

@@ -15,6 +15,7 @@ from torch import nn
 from recon3d.networks.layers.block import Block
 from recon3d.networks.layers.dinov2 import DinoV2, PatchEmbed
 from recon3d.networks.layers.rope2d import RopeTables, RotaryEmbedding2D, patch_positions
+from recon3d.networks.token_merging import MergeConfig, plan_merge
 from recon3d.networks.vggt.config import VGGTConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -61,6 +62,8 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, c.embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, c.num_register_tokens, c.embed_dim))
         self.patch_start_idx = 1 + c.num_register_tokens
+        # Token merging in global attention (None: dense); see recon3d.networks.token_merging.
+        self.token_merging: MergeConfig | None = None
 
     @staticmethod
     def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -108,6 +111,7 @@ class Aggregator(nn.Module):
             pos = patch_positions(1, h // self.patch_size, w // self.patch_size, self.patch_start_idx, images.device)
             rope["frame"] = self.rope.tables(pos, self.head_dim)
             rope["global"] = self.rope.tables(pos.repeat(1, s, 1), self.head_dim)
+        planners = self._planners(s, (h // self.patch_size, w // self.patch_size), depth)
         outputs: dict[int, torch.Tensor] = {}
         for start in range(0, depth, self.aa_block_size):
             stage_outputs: dict[str, list[torch.Tensor]] = {}
@@ -117,8 +121,9 @@ class Aggregator(nn.Module):
                 shape = (b * s, p, c) if kind == "frame" else (b, s * p, c)
                 tokens = tokens.reshape(shape)
                 stage_outputs[kind] = []
-                for block in blocks[start:start + self.aa_block_size]:
-                    tokens = block(tokens, rope[kind])
+                for index in range(start, min(start + self.aa_block_size, depth)):
+                    planner = planners[index] if kind == "global" else None
+                    tokens = blocks[index](tokens, rope[kind], planner)
                     stage_outputs[kind].append(tokens.reshape(b, s, p, c))
             for j in range(self.aa_block_size):
                 if start + j in keep:
@@ -126,3 +131,23 @@ class Aggregator(nn.Module):
                         [stage_outputs["frame"][j], stage_outputs["global"][j]], dim=-1
                     )
         return outputs
+
+    def _planners(self, frames: int, grid_hw: tuple[int, int], depth: int) -> list:
+        """Per global block, a token-merging planner or None (dense).
+
+        A plan is made from the first merged block's input and reused for
+        ``reuse_blocks`` consecutive merged blocks.
+        """
+        config = self.token_merging
+        if config is None or config.ratio == 0 or frames < max(2, config.min_frames):
+            return [None] * depth
+        cache: dict[str, object] = {}
+
+        def planner_for(index: int):
+            def planner(x: torch.Tensor):
+                if (index - config.start_block) % config.reuse_blocks == 0 or "plan" not in cache:
+                    cache["plan"] = plan_merge(x, frames, self.patch_start_idx, grid_hw, config)
+                return cache["plan"]
+            return planner
+
+        return [planner_for(i) if i >= config.start_block else None for i in range(depth)]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from recon3d.networks.token_merging import MergeConfig
 from recon3d.networks.vggt.aggregator import Aggregator
 from recon3d.networks.vggt.camera_head import CameraHead
 from recon3d.networks.vggt.config import VGGTConfig
@@ -24,12 +25,13 @@ class VGGT(nn.Module):
     official checkpoint's, so ``load_checkpoint`` loads it strictly.
     """
 
-    def __init__(self, config: VGGTConfig | None = None):
+    def __init__(self, config: VGGTConfig | None = None, token_merging: MergeConfig | None = None):
         super().__init__()
         self.config = config = config or VGGTConfig()
         dim = 2 * config.embed_dim
         dpt = config.dpt
         self.aggregator = Aggregator(config)
+        self.aggregator.token_merging = token_merging
         self.camera_head = CameraHead(dim, config.camera_head) if config.enable_camera else None
         self.point_head = (
             DPTHead(dim, config.patch_size, output_dim=4, activation="inv_log",
@@ -47,6 +49,11 @@ class VGGT(nn.Module):
         self.frames_chunk_size: int | None = 8
         # Autocast dtype of the aggregator (None = fp32); see recon3d.networks.precision.
         self.backbone_dtype: torch.dtype | None = None
+
+    def set_token_merging(self, config: MergeConfig | None) -> VGGT:
+        """Merge tokens in global attention with ``config`` (None: dense attention)."""
+        self.aggregator.token_merging = config
+        return self
 
     def init_weights(self, seed: int | None = None) -> VGGT:
         """Fresh random weights for training from scratch (ViT-style truncated normal)."""
