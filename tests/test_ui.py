@@ -65,7 +65,10 @@ def test_browser_flow(app_server, tmp_path):
                                      args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        page.locator("#inputs input[type=file]").set_input_files(sample_images())
+        images = sample_images()
+        page.locator("#inputs input[type=file]").set_input_files(images)
+        # The upload must finish before the click, or the app sees no files.
+        expect(page.locator("#inputs a[download]")).to_have_count(len(images), timeout=120_000)
         page.locator("#reconstruct").click()
         status = page.locator("#status")
         expect(status).to_contain_text("export 1", timeout=300_000)
