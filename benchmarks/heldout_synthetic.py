@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recon3d.eval.heldout import HEADLINE, evaluate_heldout
+from recon3d.networks.token_merging import parse_merge_option
 from recon3d.zoo import load_model
 
 
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["object", "room", "trajectory"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the summary here")
+    parser.add_argument("--merge", default="off", help="token merging: off, auto or a ratio (as recon3d --merge)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split("x"))
@@ -32,8 +34,10 @@ def main() -> None:
     summary = evaluate_heldout(
         model, args.kinds, args.scenes, args.views, (width, height),
         on_scene=lambda kind, seed, row: console.print(kind, seed, {k: round(v, 4) for k, v in row.items()}),
+        token_merging=parse_merge_option(args.merge),
     )
-    table = Table(title=f"{args.model} on held-out procedural scenes ({args.scenes} per kind, {args.views} views, {args.size})")
+    table = Table(title=f"{args.model} on held-out procedural scenes ({args.scenes} per kind, {args.views} views, "
+                        f"{args.size}, merge {args.merge})")
     table.add_column("kind")
     for key in HEADLINE:
         table.add_column(key)

@@ -45,11 +45,14 @@ def evaluate_heldout(
     num_views: int = 8,
     size_wh: tuple[int, int] = (504, 378),
     on_scene: Callable[[str, int, dict[str, float]], None] | None = None,
+    token_merging=None,
 ) -> dict[str, dict[str, float]]:
     """Mean headline metrics per scene kind over seeds ``0 .. num_scenes-1``.
 
     Images are rendered at ``size_wh`` and go through the normal pipeline
     (preprocessing included), so the numbers are what a user of the model gets.
+    ``token_merging`` (a `recon3d.networks.token_merging.MergeConfig`) runs the model
+    with merged global attention.
     """
     from recon3d.pipeline import reconstruct
 
@@ -58,7 +61,7 @@ def evaluate_heldout(
         rows = []
         for seed in range(num_scenes):
             scene = make_scene(kind, seed, num_views, size_wh)
-            prediction = reconstruct([Image.fromarray(im) for im in scene.images], model)
+            prediction = reconstruct([Image.fromarray(im) for im in scene.images], model, token_merging=token_merging)
             prediction.names = list(scene.names)
             row = headline(evaluate_prediction(prediction, scene_reference(scene), max_points=20_000))
             rows.append(row)
