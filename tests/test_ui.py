@@ -82,16 +82,17 @@ def test_browser_flow(app_server, tmp_path):
         expect(status).to_contain_text("export 2", timeout=120_000)
         assert calls["network"] == before + 1
 
+        page.wait_for_timeout(2000)  # let the viewer draw the new GLB
+        page.screenshot(path=str(tmp_path / "ui.png"))
+        if os.environ.get("RECON3D_SCREENSHOT"):
+            shutil.copy(tmp_path / "ui.png", os.environ["RECON3D_SCREENSHOT"])
+
         with page.expect_download() as download_info:
             page.locator('#downloads a[download="scene.glb"]').first.click()
         glb = tmp_path / "scene.glb"
         download_info.value.save_as(glb)
         scene = trimesh.load(glb)
         assert len([n for n in scene.graph.nodes_geometry if n.startswith("camera_")]) == 4
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(tmp_path / "ui.png"))
-        if os.environ.get("RECON3D_SCREENSHOT"):
-            shutil.copy(tmp_path / "ui.png", os.environ["RECON3D_SCREENSHOT"])
         browser.close()
 
 
