@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from recon3d.geometry.cameras import pose_encoding_to_cameras
@@ -98,3 +99,11 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
     model = load_model(tmp_path / "model")
     assert torch.equal(model.state_dict()["aggregator.camera_token"],
                        torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]["aggregator.camera_token"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_training_without_cuda_is_refused(tmp_path):
+    cfg = TrainConfig(model=MICRO, steps=1, device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -49,6 +49,10 @@ class Sample:
     points: torch.Tensor
     valid: torch.Tensor
 
+    def to(self, device: torch.device | str) -> Sample:
+        return Sample(*(t.to(device, non_blocking=True) for t in
+                        (self.images, self.pose_enc, self.depth, self.points, self.valid)))
+
 
 def normalise_views(extrinsics_w2c: np.ndarray, depths: np.ndarray, intrinsics: np.ndarray,
                     masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

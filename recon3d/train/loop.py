@@ -55,6 +55,9 @@ class TrainConfig:
     depth_weight: float = 1.0
     points_weight: float = 1.0
     threads: int = 2
+    # "cpu" or a CUDA device; on CUDA the aggregator runs under bf16 autocast (the heads
+    # and losses stay fp32), as at inference.
+    device: str = "cpu"
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 200
@@ -81,6 +84,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def sample_losses(model: VGGT, sample: Sample, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """Weighted losses of one sample; ``total`` is what gets back-propagated."""
+    sample = sample.to(next(model.parameters()).device)
     out = model(sample.images)
     valid = sample.valid[None]
     losses: dict[str, torch.Tensor] = {}
@@ -145,6 +149,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training device {cfg.device} asked for, but CUDA is not available")
     model = VGGT(cfg.model).init_weights(seed=cfg.seed)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -161,10 +168,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
 
         model.load_state_dict(load_model(init_from).state_dict())
         log.info("starting from the weights in %s at step %d", init_from, step)
+    model.to(device)
+    if device.type == "cuda":
+        model.backbone_dtype = torch.bfloat16
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
         step, pool_counter = int(state["step"]), int(state["pool_counter"])
         log.info("resumed from step %d", step)
     with atomic_path(run_dir / "train_config.json") as tmp:
