@@ -104,6 +104,8 @@ def test_training_runs_checkpoints_and_resumes(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_training_without_cuda_is_refused(tmp_path):
     cfg = TrainConfig(model=MICRO, steps=1, device="cuda")
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    from recon3d.errors import Recon3DError
+
+    with pytest.raises(Recon3DError, match="CUDA is not available"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -151,7 +151,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training device {cfg.device} asked for, but CUDA is not available")
+        from recon3d.errors import Recon3DError
+
+        raise Recon3DError(f"training device {cfg.device} asked for, but CUDA is not available; use --device cpu")
     model = VGGT(cfg.model).init_weights(seed=cfg.seed)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
