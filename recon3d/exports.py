@@ -86,12 +86,11 @@ def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
     from recon3d.gaussians import filters
 
     points, depth, conf = pred.view_points(options.point_source)
-    keep = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    keep = pred.usable_pixels(points, depth)
     cameras_ok = pred.valid_cameras()
     if not cameras_ok.all():
         log.warning("views %s have non-finite or degenerate cameras: their pixels are left out",
                     ", ".join(str(i) for i in np.nonzero(~cameras_ok)[0]))
-        keep &= cameras_ok[:, None, None]
     finite_conf = np.where(np.isfinite(conf), conf, 0.0)
     keep &= filters.confidence_percentile(finite_conf, options.conf_percentile)
     if options.mask_sky:
@@ -110,7 +109,7 @@ def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
 def _points_and_colors(pred: Prediction, keep: np.ndarray, options: ExportOptions):
     points, _, _ = pred.view_points(options.point_source)
     normals = _normals(pred, points)
-    colors = np.clip(np.rint(pred.images.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+    colors = pred.colors_u8()
     index = np.argwhere(keep)
     if len(index) > options.max_points:
         rng = np.random.default_rng(options.seed)
@@ -165,17 +164,19 @@ def export_scene(
                     options.conf_percentile)
 
     mesh: Mesh | None = None
-    if "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh"):
+    mesh_wanted = "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh")
+    fuse_rendered = mesh_wanted and options.mesh_from_gaussians and options.mesh.method == "tsdf"
+    gaussians = None
+    if "gaussians" in formats or "splat" in formats or fuse_rendered:
+        from recon3d.gaussians import gaussians_from_prediction
+
+        stage("building Gaussians")
+        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
+    if mesh_wanted:
         from recon3d.mesh import extract_mesh
 
-        gaussians = None
-        if options.mesh_from_gaussians and options.mesh.method == "tsdf":
-            from recon3d.gaussians import gaussians_from_prediction
-
-            stage("building Gaussians for meshing")
-            gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
         stage(f"meshing ({options.mesh.method})")
-        mesh = extract_mesh(pred, options.mesh, keep=keep, gaussians=gaussians)
+        mesh = extract_mesh(pred, options.mesh, keep=keep, gaussians=gaussians if fuse_rendered else None)
         report.counts["mesh_faces"] = mesh.num_faces
 
     if "npz" in formats:
@@ -218,10 +219,6 @@ def export_scene(
         report.counts["colmap_points"] = min(int(keep.sum()), options.colmap_points)
         written["colmap"] = [out_dir / "colmap"]
     if "gaussians" in formats or "splat" in formats:
-        from recon3d.gaussians import gaussians_from_prediction
-
-        stage("building Gaussians")
-        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
         report.counts["gaussians"] = len(gaussians)
         if "gaussians" in formats:
             from recon3d.io.ply import write_gaussians_ply

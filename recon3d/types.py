@@ -71,6 +71,10 @@ class Prediction:
 
         return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics, pixel_centre=0.5)
 
+    def colors_u8(self) -> np.ndarray:
+        """``[S,H,W,3]`` uint8 colours of ``images`` (rounded), for points and meshes."""
+        return np.clip(np.rint(self.images.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
+
     def valid_cameras(self) -> np.ndarray:
         """``[S]`` bool: views whose extrinsics and intrinsics are finite with positive
         focal lengths (an untrained or diverging network can predict fov 0, i.e. inf focal)."""
@@ -78,6 +82,13 @@ class Prediction:
         finite = np.isfinite(self.extrinsics_w2c).all(axis=(1, 2)) & np.isfinite(k).all(axis=(1, 2))
         with np.errstate(invalid="ignore"):
             return finite & (k[:, 0, 0] > 0) & (k[:, 1, 1] > 0)
+
+    def usable_pixels(self, points: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """``[S,H,W]`` bool: pixels with a finite point (from `view_points`), a finite
+        positive depth, and a view whose camera is valid (`valid_cameras`)."""
+        with np.errstate(invalid="ignore"):
+            in_front = np.isfinite(depth) & (depth > 0)
+        return np.isfinite(points).all(-1) & in_front & self.valid_cameras()[:, None, None]
 
     def view_points(self, source: str = "depth") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-pixel world points with their camera z-depth and confidence.

@@ -21,6 +21,7 @@ from recon3d.render import fast_cpu, render
 from recon3d.render.gsplat_backend import GsplatUnavailable
 from recon3d.render.projection import eval_sh, view_colors
 from recon3d.types import Gaussians
+from random_gaussians import make_cameras, make_scenes, to_gaussians
 
 WIDTH, HEIGHT = 61, 45  # not multiples of the 16-pixel tile
 NEAR = 0.01
@@ -110,59 +111,6 @@ def reference_render(scene: dict, viewmat: np.ndarray, K: np.ndarray, degree: in
 
 
 # ---------------------------------------------------------------- scenes and cameras
-
-
-def _quats(rng, n):
-    q = rng.normal(size=(n, 4))
-    return q / np.linalg.norm(q, axis=1, keepdims=True)
-
-
-def _scene(rng, means, scales, opac_range=(0.05, 1.0), degree=3):
-    n = len(means)
-    sh = rng.normal(scale=0.25, size=(n, (degree + 1) ** 2, 3))
-    sh[:, 0] = rng.normal(scale=0.6, size=(n, 3))
-    return dict(means=means, quats=_quats(rng, n), scales=scales, opacities=rng.uniform(*opac_range, n), sh=sh)
-
-
-def make_scenes() -> dict[str, dict]:
-    rng = np.random.default_rng(7)
-    scenes = {}
-    # Anisotropic: one axis up to 5x another.
-    n = 200
-    means = np.stack([rng.uniform(-1.5, 1.5, n), rng.uniform(-1.0, 1.0, n), rng.uniform(2.0, 5.0, n)], 1)
-    scales = np.exp(rng.uniform(np.log(0.02), np.log(0.15), (n, 1))) * rng.uniform(0.2, 1.0, (n, 3))
-    scales[:, 0] *= rng.uniform(2.0, 5.0, n)
-    scenes["anisotropic"] = _scene(rng, means, scales)
-    # Behind the camera, crossing the near plane (the first 8 sit between the camera and
-    # the plane, where they would cover the image if they were drawn) and just past it.
-    n = 120
-    z = np.concatenate([rng.uniform(0.001, 0.009, 8), rng.uniform(-1.0, 0.8, n - 8)])
-    means = np.stack([rng.uniform(-0.4, 0.4, n) * np.maximum(z, 0.01), rng.uniform(-0.3, 0.3, n), z], 1)
-    scenes["near_plane"] = _scene(rng, means, rng.uniform(0.02, 0.2, (n, 3)))
-    # Off screen (x/z up to 3x the half field of view); large ones still reach the image.
-    n = 100
-    z = rng.uniform(1.5, 4.0, n)
-    means = np.stack([rng.uniform(-1.8, 1.8, n) * z, rng.uniform(-1.4, 1.4, n) * z, z], 1)
-    scenes["off_screen"] = _scene(rng, means, rng.uniform(0.05, 1.0, (n, 3)))
-    # Hundreds overlapping at similar depths: pixels saturate and stop.
-    n = 300
-    means = np.stack([rng.uniform(-0.3, 0.3, n), rng.uniform(-0.25, 0.25, n), rng.uniform(2.8, 3.2, n)], 1)
-    scenes["overlapping"] = _scene(rng, means, rng.uniform(0.03, 0.2, (n, 3)), opac_range=(0.3, 1.0))
-    return scenes
-
-
-def make_cameras() -> tuple[np.ndarray, np.ndarray]:
-    """Two cameras: the identity and one turned 12° about y and 5° about x, shifted."""
-    second = np.eye(4)
-    second[:3, :3] = Rotation.from_euler("yx", [12, 5], degrees=True).as_matrix()
-    second[:3, 3] = [0.3, -0.1, 0.2]
-    viewmats = np.stack([np.eye(4), second])
-    K = np.array([[52.0, 0.0, 30.2], [0.0, 50.0, 23.7], [0.0, 0.0, 1.0]])
-    return viewmats, np.stack([K, K])
-
-
-def to_gaussians(scene: dict, dtype=torch.float32) -> Gaussians:
-    return Gaussians(*(torch.tensor(scene[k], dtype=dtype) for k in ("means", "quats", "scales", "opacities", "sh")))
 
 
 SCENES = make_scenes()

@@ -102,7 +102,7 @@ def build_reconstruction(
     import pycolmap
 
     points, depth, _ = pred.view_points(point_source)
-    valid = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0) & pred.valid_cameras()[:, None, None]
+    valid = pred.usable_pixels(points, depth)
     if keep is not None:
         valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
     candidates = np.argwhere(valid)
@@ -113,7 +113,7 @@ def build_reconstruction(
         log.warning("no valid pixel for COLMAP points3D: the model has cameras and images only")
     xyz, observations = point_tracks(points, depth, valid, pred.intrinsics, pred.extrinsics_w2c, candidates,
                                      depth_tolerance)
-    colors = np.clip(np.rint(pred.images.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+    colors = pred.colors_u8()
 
     reconstruction = pycolmap.Reconstruction()
     tracks = [pycolmap.Track() for _ in range(len(xyz))]

@@ -53,11 +53,6 @@ class MeshOptions:
     target_faces: int | None = None
 
 
-def _colors(pred: Prediction) -> np.ndarray:
-    """``[S,H,W,3]`` uint8 colours of the prediction's images."""
-    return np.clip(np.rint(pred.images.transpose(0, 2, 3, 1) * 255.0), 0, 255).astype(np.uint8)
-
-
 def extract_mesh(
     pred: Prediction,
     options: MeshOptions | None = None,
@@ -81,13 +76,13 @@ def extract_mesh(
     if options.method not in MESH_METHODS:
         raise ValueError(f"method must be one of {MESH_METHODS}, got {options.method!r}")
     points, depth, conf = pred.view_points(options.point_source)
-    valid = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    valid = pred.usable_pixels(points, depth)
     if keep is not None:
         valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
     if not valid.any():
         log.warning("no valid pixel to mesh (all masked or invalid depth): the mesh is empty")
         return Mesh.empty()
-    colors = _colors(pred)
+    colors = pred.colors_u8()
 
     if options.method == "tsdf":
         if gaussians is not None:
