@@ -127,3 +127,29 @@ def test_reconstruct_rejects_an_unknown_format(tmp_path):
     result = run_cli("reconstruct", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--export", "glb,fbx")
     assert_one_line_user_error(result, "fbx")
     assert not (tmp_path / "out").exists()
+
+
+def test_reconstruct_sample_scene_with_every_export(tmp_path):
+    import pycolmap
+    import trimesh
+    from plyfile import PlyData
+
+    from recon3d.io.splat import read_splat
+
+    scene = Path(__file__).resolve().parents[1] / "assets" / "scenes" / "object_8" / "images"
+    images = [str(p) for p in sorted(scene.glob("*.png"))[:4]]
+    out = tmp_path / "out"
+    result = run_cli("reconstruct", *images, "-o", str(out), "--export", "all", "--mesh", "grid")
+    assert result.returncode == 0, result.stderr
+    assert "total" in result.stderr  # the per-stage summary table
+    prediction = Prediction.load_npz(out / "prediction.npz")
+    assert prediction.num_views == 4
+    glb = trimesh.load(out / "scene.glb")
+    assert len([n for n in glb.graph.nodes_geometry if n.startswith("camera_")]) == int(prediction.valid_cameras().sum())
+    assert len(PlyData.read(out / "points.ply")["vertex"]) > 0
+    assert len(PlyData.read(out / "mesh.ply")["face"]) == len(trimesh.load(out / "mesh.obj", process=False).faces)
+    rec = pycolmap.Reconstruction(str(out / "colmap" / "sparse" / "0"))
+    assert sorted(im.name for im in rec.images.values()) == [Path(p).name for p in images]
+    assert sorted(p.name for p in (out / "colmap" / "images").iterdir()) == [Path(p).name for p in images]
+    gaussian_count = len(PlyData.read(out / "gaussians.ply")["vertex"])
+    assert gaussian_count > 0 and len(read_splat(out / "gaussians.splat")) == gaussian_count
