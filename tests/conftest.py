@@ -20,3 +20,8 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def vggt_parity(shared_dir: Path) -> Path:
     return shared_dir / "parity" / "vggt"
+
+
+@pytest.fixture(scope="session")
+def dust3r_parity(shared_dir: Path) -> Path:
+    return shared_dir / "parity" / "dust3r"
