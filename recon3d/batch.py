@@ -26,6 +26,7 @@ from recon3d.exports import ExportOptions
 from recon3d.io.atomic import atomic_directory, atomic_path
 from recon3d.jobs import VideoOptions, reconstruct_scene
 from recon3d.networks.token_merging import MergeConfig
+from recon3d.pairwise.reconstruct import PairwiseOptions
 
 __all__ = ["BatchSettings", "discover_scenes", "load_manifest", "run_batch", "EXECUTORS"]
 
@@ -44,9 +45,10 @@ class BatchSettings:
     model: str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    preprocess_mode: str = "crop"
+    preprocess_mode: str = "auto"
     video: VideoOptions = field(default_factory=VideoOptions)
     token_merging: MergeConfig | None = None
+    pairwise: PairwiseOptions | None = None
 
 
 def discover_scenes(root: str | Path) -> dict[str, Path]:
@@ -118,7 +120,7 @@ def process_scene(name: str, source: str, out_root: str, settings: BatchSettings
             result = reconstruct_scene(
                 [source], tmp, settings.formats, settings.options, model=model, device=settings.device,
                 precision=settings.precision, preprocess_mode=settings.preprocess_mode, video=settings.video,
-                token_merging=settings.token_merging,
+                token_merging=settings.token_merging, pairwise=settings.pairwise,
             )
         entry.update(
             status="done", views=result.prediction.num_views, model=result.prediction.model_name,

@@ -35,7 +35,7 @@ console = Console(stderr=True)
 MODEL_OPT = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default).")
 DEVICE_OPT = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")
 PRECISION_OPT = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16.")
-MODE_OPT = typer.Option("crop", help="Preprocessing: crop (width 518, centre crop), pad (long side 518, white square) or fit (long side 518, aspect kept).")
+MODE_OPT = typer.Option("auto", help="Preprocessing: auto (the model's own), crop (width 518, centre crop), pad (long side 518, white square), fit (long side 518, aspect kept), long-crop (DUSt3R 512: long side 512, crop to 16 px multiples) or square-crop (DUSt3R 224: centre square).")
 EXPORT_OPT = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat; or 'all'.")
 CONF_OPT = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels.")
 FILTER_OPT = typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters); 'none' for no filter.")
@@ -51,7 +51,22 @@ COLMAP_POINTS_OPT = typer.Option(100_000, "--colmap-points", min=0, help="At mos
 FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1).")
 EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
 MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
-MERGE_OPT = typer.Option("auto", "--merge", help="Token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
+MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
+SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models: which image pairs to run: complete (all pairs), swin-N (each view with the next N, cyclic; add -noncyclic), logwin-N (offsets 1, 2, 4, ..; -noncyclic too) or oneref-ID (every view with view ID).")
+ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
+
+
+def _pairwise_options(scene_graph: str, align_iters: int):
+    from recon3d.pairwise.reconstruct import PairwiseOptions
+
+    return PairwiseOptions(scene_graph=scene_graph, align_iters=align_iters)
+
+
+def _check_mode(mode: str) -> None:
+    from recon3d.io.preprocess import MODES
+
+    if mode != "auto" and mode not in MODES:
+        raise Recon3DError(f"--mode must be one of auto, {', '.join(MODES)}, not '{mode}'")
 
 
 def _merge_config(value: str):
@@ -76,6 +91,8 @@ def predict(
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
     merge: str = MERGE_OPT,
+    scene_graph: str = SCENE_GRAPH_OPT,
+    align_iters: int = ALIGN_ITERS_OPT,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.pipeline import reconstruct
@@ -83,8 +100,8 @@ def predict(
     merging = _merge_config(merge)
     if output.suffix != ".npz":
         raise Recon3DError(f"output '{output}' must end in .npz")
-    if mode not in ("crop", "pad", "fit"):
-        raise Recon3DError(f"--mode must be crop, pad or fit, not '{mode}'")
+    _check_mode(mode)
+    pairwise = _pairwise_options(scene_graph, align_iters)
     if fps is not None and every_n is not None:
         raise Recon3DError("give either --fps or --every-n, not both")
     start = time.perf_counter()
@@ -92,7 +109,7 @@ def predict(
         prediction = reconstruct(
             inputs, model, device=device, precision=precision, preprocess_mode=mode,
             video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
-            on_stage=lambda name: status.update(f"{name}…"), token_merging=merging,
+            on_stage=lambda name: status.update(f"{name}…"), token_merging=merging, pairwise=pairwise,
         )
         status.update("writing")
         prediction.save_npz(output)
@@ -126,10 +143,11 @@ def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_
     formats = _parse_list(export, EXPORT_FORMATS, "--export", all_word="all")
     chosen_filters = _parse_list(filters, FILTERS, "--filter")
     for value, allowed, flag in ((mesh, MESH_METHODS, "--mesh"), (colmap_camera, CAMERA_MODELS, "--colmap-camera"),
-                                 (points_from, ("depth", "points"), "--points-from"), (mode, ("crop", "pad", "fit"), "--mode"),
+                                 (points_from, ("depth", "points"), "--points-from"),
                                  (mesh_depth, ("prediction", "gaussians"), "--mesh-depth")):
         if value not in allowed:
             raise Recon3DError(f"{flag} must be one of {', '.join(allowed)}, not '{value}'")
+    _check_mode(mode)
     if fps is not None and every_n is not None:
         raise Recon3DError("give either --fps or --every-n, not both")
     options = ExportOptions(
@@ -166,9 +184,11 @@ def reconstruct(
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
     merge: str = MERGE_OPT,
+    scene_graph: str = SCENE_GRAPH_OPT,
+    align_iters: int = ALIGN_ITERS_OPT,
 ) -> None:
     """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from recon3d.jobs import VideoOptions, reconstruct_scene
 
@@ -177,20 +197,27 @@ def reconstruct(
     if output.exists() and not output.is_dir():
         raise Recon3DError(f"output '{output}' exists and is not a folder")
     merging = _merge_config(merge)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=False) as progress:
+    pairwise = _pairwise_options(scene_graph, align_iters)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks: list[int] = []
 
-        def on_stage(name: str) -> None:
+        def finish_stage() -> None:
             if tasks:
-                progress.update(tasks[-1], completed=1, total=1)
+                total = progress.tasks[-1].total or 1
+                progress.update(tasks[-1], completed=total, total=total)
+
+        def on_stage(name: str) -> None:
+            finish_stage()
             tasks.append(progress.add_task(name, total=None))
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(tasks[-1], completed=done, total=total)
 
         result = reconstruct_scene(inputs, output, formats, options, model=model, device=device, precision=precision,
                                    preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage,
-                                   token_merging=merging)
-        if tasks:
-            progress.update(tasks[-1], completed=1, total=1)
+                                   on_progress=on_progress, token_merging=merging, pairwise=pairwise)
+        finish_stage()
     _print_summary(result, output)
 
 
@@ -238,6 +265,8 @@ def batch(
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
     merge: str = MERGE_OPT,
+    scene_graph: str = SCENE_GRAPH_OPT,
+    align_iters: int = ALIGN_ITERS_OPT,
 ) -> None:
     """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -248,7 +277,7 @@ def batch(
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
                                         frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
     settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames),
-                             _merge_config(merge))
+                             _merge_config(merge), _pairwise_options(scene_graph, align_iters))
     discover_scenes(root)  # a bad root is reported before any progress display
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -460,6 +489,7 @@ def models_list() -> None:
 @models_app.command("info")
 def models_info(name: str = typer.Argument(..., help="A zoo name.")) -> None:
     """Configuration, size, licence and loading notes of one zoo model."""
+    from recon3d.networks.dust3r import DUSt3RConfig
     from recon3d.networks.vggt.model import SKIPPED_CHECKPOINT_PREFIXES
     from recon3d.zoo import REGISTRY, count_parameters, is_cached
 
@@ -472,6 +502,13 @@ def models_info(name: str = typer.Argument(..., help="A zoo name.")) -> None:
     out.print(f"licence: {e.licence}")
     out.print(f"weights: {e.hf_repo or e.local_dir or 'random initialisation'} ({'here' if is_cached(e) else 'not here'})")
     out.print(f"parameters run by recon3d: {count_parameters(c):,}")
+    if isinstance(c, DUSt3RConfig):
+        out.print(
+            f"architecture: DUSt3R, encoder {c.enc_embed_dim}x{c.enc_depth} ({c.enc_num_heads} heads), decoders "
+            f"{c.dec_embed_dim}x{c.dec_depth} ({c.dec_num_heads} heads), {c.head_type} heads, input {max(c.img_size)} px; "
+            "runs on image pairs, then a global alignment (--scene-graph, --align-iters)"
+        )
+        return
     out.print(
         f"architecture: VGGT, embed {c.embed_dim}, depth {c.depth}, heads {c.num_heads}, "
         f"patch embed {c.patch_embed.type}, camera trunk {c.camera_head.trunk_depth}, "

@@ -14,6 +14,7 @@ import torch
 
 from recon3d.exports import ExportOptions, ExportReport, export_scene
 from recon3d.networks.token_merging import MergeConfig
+from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.types import Prediction
 
 __all__ = ["VideoOptions", "SceneResult", "StageClock", "reconstruct_scene"]
@@ -72,10 +73,12 @@ def reconstruct_scene(
     model: str | Path | torch.nn.Module = "auto",
     device: str = "auto",
     precision: str = "auto",
-    preprocess_mode: str = "crop",
+    preprocess_mode: str = "auto",
     video: VideoOptions | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
+    pairwise: PairwiseOptions | None = None,
 ) -> SceneResult:
     """Reconstruct the views named by ``inputs`` and write ``formats`` into ``out_dir``.
 
@@ -90,7 +93,8 @@ def reconstruct_scene(
     clock.stage("load images")
     loaded = collect_inputs(inputs, video_every_n=video.every_n, video_fps=video.fps, video_max_frames=video.max_frames)
     prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
-                             on_stage=clock.stage, token_merging=token_merging)
+                             on_stage=clock.stage, on_progress=on_progress, token_merging=token_merging,
+                             pairwise=pairwise)
     report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded],
                           on_stage=clock.stage)
     clock.stop()

@@ -10,7 +10,9 @@ import PIL.Image
 import torch
 
 from recon3d.errors import InputError
+from recon3d.networks.dust3r import DUSt3R
 from recon3d.networks.token_merging import MergeConfig
+from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,13 @@ def _load_inputs(inputs: ImageInput | Sequence[ImageInput], **video_options) -> 
         return [to_rgb(x) for x in items], [f"image_{i:04d}" for i in range(len(items))]
     loaded = collect_inputs(items, **video_options)
     return [x.image for x in loaded], [x.name for x in loaded]
+
+
+def default_preprocess_mode(model: torch.nn.Module) -> str:
+    """The input layout a network was trained on (see `recon3d.io.preprocess`)."""
+    if isinstance(model, DUSt3R):
+        return "square-crop" if max(model.config.img_size) <= 224 else "long-crop"
+    return "crop"
 
 
 @torch.inference_mode()
@@ -84,12 +93,14 @@ def reconstruct(
     *,
     device: str | torch.device = "auto",
     precision: str = "auto",
-    preprocess_mode: str = "crop",
+    preprocess_mode: str = "auto",
     video_every_n: int | None = None,
     video_fps: float | None = None,
     video_max_frames: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
+    pairwise: PairwiseOptions | None = None,
 ) -> Prediction:
     """Predict cameras, depth and point maps for unposed photos.
 
@@ -99,12 +110,17 @@ def reconstruct(
         model: a loaded network, or anything ``recon3d.load_model`` accepts.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         precision: backbone precision when ``model`` is loaded here.
-        preprocess_mode: ``"crop"`` (width 518, centre crop), ``"pad"`` (long side 518,
-            white padding to a square) or ``"fit"`` (long side 518, aspect kept).
+        preprocess_mode: ``"auto"`` (the model's own: ``"crop"`` for VGGT, ``"long-crop"``
+            or ``"square-crop"`` for DUSt3R at 512 or 224 px), ``"crop"`` (width 518,
+            centre crop), ``"pad"`` (long side 518, white padding to a square), ``"fit"``
+            (long side 518, aspect kept); see `recon3d.io.preprocess`.
         video_every_n, video_fps, video_max_frames: frame sampling for video inputs.
         on_stage: called with a short stage name as work progresses (for progress bars).
-        token_merging: merge tokens in global attention (long sequences; see
+        on_progress: called with ``(done, total)`` within stages that count steps
+            (DUSt3R's pairs and alignment iterations).
+        token_merging: merge tokens in VGGT's global attention (long sequences; see
             `recon3d.networks.token_merging`); None runs dense attention.
+        pairwise: scene graph and global alignment settings of two-view (DUSt3R) models.
 
     Returns:
         A ``Prediction`` whose world frame is the first view's camera.
@@ -122,12 +138,19 @@ def reconstruct(
         stage("load model")
         model = load_model(model, device=torch_device, precision=precision)
     stage("preprocess")
-    patch = model.config.patch_size
-    batch = preprocess_images(pil_images, mode=preprocess_mode, target_size=model.config.img_size, patch_size=patch)
-    stage("network")
-    if hasattr(model, "set_token_merging"):
-        model.set_token_merging(token_merging)
-    arrays = predict_tensors(model, batch.images)
+    config = model.config
+    size = max(config.img_size) if isinstance(config.img_size, tuple) else config.img_size
+    batch = preprocess_images(pil_images, mode=default_preprocess_mode(model) if preprocess_mode == "auto" else preprocess_mode,
+                              target_size=size, patch_size=config.patch_size)
+    if isinstance(model, DUSt3R):
+        from recon3d.pairwise.reconstruct import predict_scene
+
+        arrays = predict_scene(model, batch.images, pairwise, on_stage=stage, on_progress=on_progress)
+    else:
+        stage("network")
+        if hasattr(model, "set_token_merging"):
+            model.set_token_merging(token_merging)
+        arrays = predict_tensors(model, batch.images)
     info = getattr(model, "info", None)
     return Prediction(
         images=batch.images.numpy().astype(np.float32),

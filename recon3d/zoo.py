@@ -8,6 +8,7 @@ Weights are read from safetensors or ``torch.load(weights_only=True)`` only.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -19,12 +20,16 @@ import torch
 from torch import nn
 
 from recon3d.errors import WeightsError
+from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig
 from recon3d.networks.vggt import VGGT, VGGTConfig
 
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(os.environ.get("RECON3D_MODELS_DIR", Path(__file__).resolve().parents[1] / "models"))
 WEIGHT_FILES = ("model.safetensors", "model.pt")
+DUST3R_LICENCE = "CC BY-NC-SA 4.0"
+Config = VGGTConfig | DUSt3RConfig
+Network = VGGT | DUSt3R
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class ZooEntry:
     name: str
     description: str
     licence: str
-    config: VGGTConfig = field(default_factory=VGGTConfig)
+    config: Config = field(default_factory=VGGTConfig)
     hf_repo: str | None = None
     gated: bool = False
     local_dir: Path | None = None
@@ -68,6 +73,29 @@ def recon3d_tiny_config() -> VGGTConfig:
     )
 
 
+def _dust3r_config(head_type: str, img_size: int) -> DUSt3RConfig:
+    return DUSt3RConfig(head_type=head_type, img_size=(img_size, img_size))
+
+
+def _dust3r_entries() -> list[ZooEntry]:
+    """The released DUSt3R checkpoints (naver/DUSt3R_ViTLarge_BaseDecoder_*)."""
+    entries = []
+    for head_type, size in (("dpt", 512), ("linear", 512), ("linear", 224)):
+        repo = f"naver/DUSt3R_ViTLarge_BaseDecoder_{size}_{head_type}"
+        entries.append(ZooEntry(
+            f"dust3r-{size}-{head_type}",
+            f"Official DUSt3R ViT-L/ViT-B, {size} px, {head_type} head (Wang et al., CVPR 2024); "
+            "pairs + global alignment; non-commercial use only",
+            DUST3R_LICENCE, config=_dust3r_config(head_type, size), hf_repo=repo,
+        ))
+    return entries
+
+
+def _untrained_dust3r_config() -> DUSt3RConfig:
+    return DUSt3RConfig(img_size=(224, 224), enc_embed_dim=64, enc_depth=2, enc_num_heads=4, dec_embed_dim=48,
+                        dec_depth=4, dec_num_heads=4, head_type="linear")
+
+
 REGISTRY: dict[str, ZooEntry] = {
     e.name: e
     for e in (
@@ -89,6 +117,12 @@ REGISTRY: dict[str, ZooEntry] = {
             "vggt-untrained-small", "Small VGGT with random weights: exercises the pipeline, predicts nothing useful",
             "Apache-2.0", config=_untrained_small_config(), random_init_seed=0,
         ),
+        *_dust3r_entries(),
+        ZooEntry(
+            "dust3r-untrained-tiny",
+            "Tiny DUSt3R with random weights: exercises pairs + global alignment, predicts nothing useful",
+            "Apache-2.0", config=_untrained_dust3r_config(), random_init_seed=0,
+        ),
     )
 }
 
@@ -105,10 +139,15 @@ class ModelInfo:
     trained: bool = True
 
 
-def count_parameters(config: VGGTConfig) -> int:
+def network_for(config: Config) -> Network:
+    """An untrained network of the architecture ``config`` describes."""
+    return DUSt3R(config) if isinstance(config, DUSt3RConfig) else VGGT(config)
+
+
+def count_parameters(config: Config) -> int:
     """Parameter count of a configuration, computed on the meta device (no memory)."""
     with torch.device("meta"):
-        return sum(p.numel() for p in VGGT(config).parameters())
+        return sum(p.numel() for p in network_for(config).parameters())
 
 
 # ---------------------------------------------------------------- reading weights
@@ -127,7 +166,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"cannot read '{path}' as safetensors: {err}") from None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # DUSt3R's training checkpoints store their arguments as an argparse.Namespace
+        # beside the weights: allowed as plain data (its strings are never evaluated).
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise WeightsError(
@@ -144,11 +186,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
-def _config_from_json(path: Path) -> VGGTConfig:
+def _config_from_json(path: Path) -> Config:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"cannot read model config '{path}': {err}") from None
+    if data.get("architecture") == "dust3r" or "enc_embed_dim" in data:
+        try:
+            return DUSt3RConfig.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise WeightsError(f"invalid DUSt3R config '{path}': {err}") from None
     data.pop("architecture", None)
     # The official Hugging Face config.json only holds the VGGT() constructor arguments.
     mixin_keys = {"img_size", "patch_size", "embed_dim", "enable_camera", "enable_point",
@@ -161,40 +208,54 @@ def _config_from_json(path: Path) -> VGGTConfig:
         raise WeightsError(f"invalid model config '{path}': {err}") from None
 
 
-def build_model(config: VGGTConfig, state_dict: dict[str, torch.Tensor] | None, source: str) -> VGGT:
+def _config_from_weights(state_dict: dict[str, torch.Tensor], path: Path) -> Config:
+    """The configuration of a weights file without a ``config.json`` beside it."""
+    if "dec_blocks2.0.norm1.weight" in state_dict:
+        try:
+            return DUSt3RConfig.from_state_dict(state_dict, img_size=224 if "224" in path.name else 512)
+        except KeyError as err:
+            raise WeightsError(f"'{path}' looks like a DUSt3R checkpoint but lacks {err}") from None
+        except ValueError as err:
+            raise WeightsError(f"cannot configure DUSt3R from '{path}' alone: {err}; put its config.json beside it") from None
+    return VGGTConfig()
+
+
+def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, source: str) -> Network:
     """A network for ``config``, filled from ``state_dict`` (strict) or freshly initialised."""
     if state_dict is None:
-        return VGGT(config).init_weights(seed=0)
+        return network_for(config).init_weights(seed=0)
     # Built on the meta device and filled by assignment: no time spent on a random
     # initialisation that the checkpoint overwrites, and no second copy in memory.
     with torch.device("meta"):
-        model = VGGT(config)
+        model = network_for(config)
     try:
         skipped = model.load_checkpoint(state_dict)
     except RuntimeError as err:
         missing = [k for k in model.state_dict() if k not in state_dict]
+        if isinstance(model, DUSt3R):
+            missing = [k for k in missing if k not in model.alias_keys()]
         unexpected = [k for k in state_dict if k not in model.state_dict() and not k.startswith("track_head.")]
         detail = f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         if not missing and not unexpected:
             detail = str(err).splitlines()[-1].strip()
-        raise WeightsError(f"weights from '{source}' do not fit the VGGT configuration: {detail}") from None
+        kind = "DUSt3R" if isinstance(model, DUSt3R) else "VGGT"
+        raise WeightsError(f"weights from '{source}' do not fit the {kind} configuration: {detail}") from None
     model.skipped_keys = skipped
     return model
 
 
-def _load_dir(directory: Path, source: str) -> VGGT:
-    config_path = directory / "config.json"
+def _load_dir(directory: Path, source: str) -> Network:
     for name in WEIGHT_FILES:
         if (directory / name).is_file():
-            config = _config_from_json(config_path) if config_path.is_file() else VGGTConfig()
-            return build_model(config, read_state_dict(directory / name), source)
+            return _load_file(directory / name, source)
     raise WeightsError(f"no {' or '.join(WEIGHT_FILES)} in '{directory}'")
 
 
-def _load_file(path: Path) -> VGGT:
+def _load_file(path: Path, source: str | None = None) -> Network:
     config_path = path.with_name("config.json")
-    config = _config_from_json(config_path) if config_path.is_file() else VGGTConfig()
-    return build_model(config, read_state_dict(path), str(path))
+    state_dict = read_state_dict(path)
+    config = _config_from_json(config_path) if config_path.is_file() else _config_from_weights(state_dict, path)
+    return build_model(config, state_dict, source or str(path))
 
 
 # ---------------------------------------------------------------- Hugging Face
@@ -245,7 +306,7 @@ def hf_download(repo: str, revision: str | None = None, *, gated: bool = False) 
     raise WeightsError(f"cannot download the weights of '{repo}' ({reason}); {how}")
 
 
-def _load_hf(repo: str, revision: str | None, config: VGGTConfig | None, gated: bool = False) -> VGGT:
+def _load_hf(repo: str, revision: str | None, config: Config | None, gated: bool = False) -> Network:
     weights = hf_download(repo, revision, gated=gated)
     if config is None:
         config_path = weights.with_name("config.json")
@@ -263,9 +324,9 @@ def _load_hf(repo: str, revision: str | None, config: VGGTConfig | None, gated: 
 # ---------------------------------------------------------------- public API
 
 
-def _load_entry(entry: ZooEntry, revision: str | None) -> tuple[VGGT, str]:
+def _load_entry(entry: ZooEntry, revision: str | None) -> tuple[Network, str]:
     if entry.random_init_seed is not None:
-        return VGGT(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
+        return network_for(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
     if entry.local_dir is not None:
         return _load_dir(entry.local_dir, entry.name), str(entry.local_dir)
     assert entry.hf_repo is not None
@@ -290,12 +351,13 @@ def load_model(
     device: str | torch.device = "cpu",
     precision: str = "auto",
     revision: str | None = None,
-) -> VGGT:
+) -> Network:
     """Load a network by zoo name, local file or directory, or Hugging Face repo id.
 
     Args:
-        source: ``"auto"``, a name from ``REGISTRY``, a ``.safetensors``/``.pt`` file
-            (``config.json`` beside it, else the VGGT-1B configuration), a directory
+        source: ``"auto"``, a name from ``REGISTRY``, a ``.safetensors``/``.pt``/``.pth``
+            file (``config.json`` beside it; without one, a DUSt3R checkpoint's sizes
+            are read off its tensors and anything else is taken as VGGT-1B), a directory
             with ``config.json`` + ``model.safetensors``, or ``"owner/repo"``.
         device: where the network runs.
         precision: backbone precision, see ``recon3d.networks.precision``.

@@ -49,7 +49,10 @@ def _example_sets() -> list[list[str]]:
 class UIConfig:
     """Limits and hooks of the app (all configurable from `recon3d ui`)."""
 
-    models: list[str] = field(default_factory=lambda: ["auto", "recon3d-tiny", "vggt-1b", "vggt-untrained-small"])
+    models: list[str] = field(default_factory=lambda: [
+        "auto", "recon3d-tiny", "vggt-1b", "dust3r-512-dpt", "dust3r-224-linear", "vggt-untrained-small",
+        "dust3r-untrained-tiny",
+    ])
     max_images: int = 200
     max_megapixels: float = 40.0
     max_upload_mb: int = 500
@@ -72,10 +75,11 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
     # One network run at a time: a second click queues behind the first.
     network_lock = threading.Lock()
 
-    def reconstruct(files, fps, max_frames, model_name, merge, conf, show_cameras, filters, show, session,
-                    progress=gr.Progress()):
+    def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, conf, show_cameras, filters,
+                    show, session, progress=gr.Progress()):
         from recon3d.io.images import collect_inputs
         from recon3d.networks.token_merging import parse_merge_option
+        from recon3d.pairwise.reconstruct import PairwiseOptions
         from recon3d.pipeline import reconstruct as run_network
 
         session = session or Session()
@@ -93,10 +97,22 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                                "(lower the video fps or max frames).")
             progress(0.1, desc="loading the model")
             model, model_line = config.load_model(model_name)
-            stages = {"preprocess": 0.2, "network": 0.3}
+            # Progress fractions at which each stage starts and ends.
+            spans = {"preprocess": (0.2, 0.3), "network": (0.3, 0.6), "global alignment": (0.6, 0.8)}
+            current = ["preprocess"]
+
+            def on_stage(name: str) -> None:
+                current[0] = name
+                progress(spans.get(name, (0.2, 0.2))[0], desc=name)
+
+            def on_progress(done: int, total: int) -> None:
+                start, end = spans.get(current[0], (0.2, 0.2))
+                progress(start + (end - start) * done / max(total, 1), desc=f"{current[0]} {done}/{total}")
+
+            pairwise = PairwiseOptions(scene_graph=str(scene_graph), align_iters=int(align_iters))
             with network_lock:
-                prediction = run_network(loaded, model, on_stage=lambda s: progress(stages.get(s, 0.2), desc=s),
-                                         token_merging=parse_merge_option(merge))
+                prediction = run_network(loaded, model, on_stage=on_stage, on_progress=on_progress,
+                                         token_merging=parse_merge_option(merge), pairwise=pairwise)
         except (Recon3DError, ValueError) as err:
             raise gr.Error(str(err)) from err
         session.prediction, session.images, session.model_line = prediction, [x.image for x in loaded], model_line
@@ -144,6 +160,12 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                     merge = gr.Dropdown(["auto", "off", "0.5", "0.9", "1.0"], value="auto", allow_custom_value=True,
                                         label="Token merging (auto: on from 32 images; a ratio merges that "
                                               "fraction of tokens in global attention)")
+                    scene_graph = gr.Dropdown(["complete", "swin-3", "swin-5", "logwin-3", "oneref-0"], value="complete",
+                                              allow_custom_value=True,
+                                              label="DUSt3R scene graph (which image pairs run: complete, swin-N, "
+                                                    "logwin-N, oneref-ID; add -noncyclic to swin/logwin)")
+                    align_iters = gr.Number(value=300, minimum=0, precision=0,
+                                            label="DUSt3R global alignment iterations")
                 run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct")
                 status = gr.Markdown(elem_id="status")
                 if config.examples:
@@ -162,7 +184,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Depth and confidence per view", columns=4, height=320)
 
         controls = [conf, frames, show_cameras, filters, show]
-        run.click(reconstruct, [files, fps, max_frames, model_name, merge, conf, show_cameras, filters, show, session],
+        run.click(reconstruct, [files, fps, max_frames, model_name, merge, scene_graph, align_iters, conf, show_cameras,
+                                filters, show, session],
                   [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
                   concurrency_limit=1, api_name="reconstruct")
         # User actions only (.input/.release): Reconstruct itself updates the frame list.

@@ -2,7 +2,8 @@
 
 Modes ``"crop"`` and ``"pad"`` reproduce VGGT's ``load_and_preprocess_images`` bit for bit
 (Pillow bicubic resize, ``/255`` in float32, white padding); ``"fit"`` keeps the whole image
-at its aspect ratio. Every view also gets the affine map back to original image pixels.
+at its aspect ratio; ``"long-crop"`` and ``"square-crop"`` are DUSt3R's 512 and 224 px
+inputs. Every view also gets the affine map back to original image pixels.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from recon3d.io.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
-MODES = ("crop", "pad", "fit")
+MODES = ("crop", "pad", "fit", "long-crop", "square-crop")
 _PAD_VALUE = 1.0  # white, as in the reference
 
 
@@ -47,6 +48,7 @@ class _Placement:
     original_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     crop_top: int = 0
+    crop_left: int = 0
     pad_top: int = 0
     pad_left: int = 0
 
@@ -56,7 +58,7 @@ class _Placement:
         scale_x = self.original_hw[1] / self.resized_hw[1]
         return np.array(
             [
-                [scale_x, 0.0, -self.pad_left * scale_x],
+                [scale_x, 0.0, (self.crop_left - self.pad_left) * scale_x],
                 [0.0, scale_y, (self.crop_top - self.pad_top) * scale_y],
                 [0.0, 0.0, 1.0],
             ]
@@ -73,9 +75,23 @@ def _scaled_side(side: int, other: int, target_size: int, patch_size: int) -> in
 
 def _resized_hw(h: int, w: int, mode: str, target_size: int, patch_size: int) -> tuple[int, int]:
     """Size (height, width) an ``h x w`` image is resized to before any crop or padding."""
+    if mode in ("long-crop", "square-crop"):
+        # Aspect kept exactly (no rounding to whole patches): the crop does that.
+        scale = target_size / (max(h, w) if mode == "long-crop" else min(h, w))
+        return max(patch_size, round(h * scale)), max(patch_size, round(w * scale))
     if mode == "crop" or w >= h:
         return _scaled_side(h, w, target_size, patch_size), target_size
     return target_size, _scaled_side(w, h, target_size, patch_size)
+
+
+def _crop_hw(h: int, w: int, mode: str, target_size: int, patch_size: int) -> tuple[int, int]:
+    """Centre-crop size of a resized ``h x w`` image in the DUSt3R modes."""
+    if mode == "square-crop":
+        return target_size, target_size
+    if h == w:
+        # The 512 px models saw no square images in training: a square becomes 4:3.
+        return (w * 3 // 4) // patch_size * patch_size, w // patch_size * patch_size
+    return h // patch_size * patch_size, w // patch_size * patch_size
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
@@ -103,9 +119,16 @@ def _fit_one(
     rgb = to_rgb(image)
     h, w = rgb.height, rgb.width
     new_h, new_w = _resized_hw(h, w, mode, target_size, patch_size)
-    tensor = _to_tensor(rgb.resize((new_w, new_h), Image.Resampling.BICUBIC))
+    # DUSt3R's inputs were made with Lanczos when shrinking, bicubic when enlarging.
+    shrink = mode in ("long-crop", "square-crop") and new_h * new_w < h * w
+    resample = Image.Resampling.LANCZOS if shrink else Image.Resampling.BICUBIC
+    tensor = _to_tensor(rgb.resize((new_w, new_h), resample))
     placement = _Placement(original_hw=(h, w), resized_hw=(new_h, new_w))
-    if mode == "crop" and new_h > target_size:
+    if mode in ("long-crop", "square-crop"):
+        crop_h, crop_w = _crop_hw(new_h, new_w, mode, target_size, patch_size)
+        placement.crop_top, placement.crop_left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
+        tensor = tensor[:, placement.crop_top : placement.crop_top + crop_h, placement.crop_left : placement.crop_left + crop_w]
+    elif mode == "crop" and new_h > target_size:
         placement.crop_top = (new_h - target_size) // 2
         tensor = tensor[:, placement.crop_top : placement.crop_top + target_size, :]
     elif mode == "pad":
@@ -125,6 +148,11 @@ def preprocess_images(
             patches, then white-padded to ``target_size x target_size``.
         ``"fit"``: long side -> ``target_size``, other side scaled and rounded to whole
             patches (at least one); no crop, no padding.
+        ``"long-crop"``: long side -> ``target_size`` at the same aspect, then both sides
+            centre-cropped down to whole patches; a square becomes 4:3 landscape
+            (DUSt3R 512 px models).
+        ``"square-crop"``: short side -> ``target_size``, then a centre square of
+            ``target_size`` (DUSt3R 224 px models).
     Resizing is Pillow bicubic. If the views then differ in size, each is white-padded to
     the largest height and width (floor half on top/left) and a warning is logged.
 
@@ -136,7 +164,7 @@ def preprocess_images(
 
     Args:
         images: S PIL images (any mode; converted to RGB on white like ``load_image``).
-        mode: ``"crop"``, ``"pad"`` or ``"fit"``.
+        mode: one of ``MODES``.
         target_size: output width (crop) or long side (pad, fit) in pixels.
         patch_size: output sides are multiples of it.
 

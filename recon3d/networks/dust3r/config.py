@@ -76,6 +76,13 @@ class DUSt3RConfig:
     conf_mode: OutputMode = field(default_factory=lambda: OutputMode("exp", 1.0, None))
 
     def __post_init__(self) -> None:
+        # Nested parts may come as plain dicts / lists (JSON, keyword arguments).
+        if isinstance(self.dpt, dict):
+            object.__setattr__(self, "dpt", DPTConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                         for k, v in self.dpt.items()}))
+        object.__setattr__(self, "depth_mode", OutputMode.parse(self.depth_mode))
+        object.__setattr__(self, "conf_mode", OutputMode.parse(self.conf_mode))
+        object.__setattr__(self, "img_size", tuple(self.img_size))
         if self.head_type not in ("linear", "dpt"):
             raise ValueError(f"head_type must be 'linear' or 'dpt', got {self.head_type!r}")
         for width, heads, what in ((self.enc_embed_dim, self.enc_num_heads, "encoder"),
@@ -120,6 +127,38 @@ class DUSt3RConfig:
         if unknown:
             raise ValueError(f"unknown DUSt3R config keys: {sorted(unknown)}")
         return cls(**data, **kwargs)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: dict[str, Any], img_size: int = 512) -> DUSt3RConfig:
+        """Sizes read off a checkpoint's tensor shapes, for a bare ``.pth`` without a config.
+
+        Head counts are not stored in weights: they follow the released models' 64-wide
+        heads. ``img_size`` (512 or 224) only picks the preprocessing.
+        """
+        def count(prefix: str) -> int:
+            return len({k.split(".")[1] for k in state_dict if k.startswith(prefix + ".")})
+
+        enc_dim, _, patch, _ = state_dict["patch_embed.proj.weight"].shape
+        dec_dim = state_dict["decoder_embed.weight"].shape[0]
+        if enc_dim % 64 or dec_dim % 64:
+            raise ValueError(f"widths {enc_dim}/{dec_dim} are not multiples of the released 64-wide heads, "
+                             "so the number of attention heads is unknown")
+        kwargs: dict[str, Any] = {
+            "patch_size": int(patch), "img_size": (img_size, img_size),
+            "enc_embed_dim": int(enc_dim), "enc_depth": count("enc_blocks"), "enc_num_heads": int(enc_dim) // 64,
+            "dec_embed_dim": int(dec_dim), "dec_depth": count("dec_blocks"), "dec_num_heads": int(dec_dim) // 64,
+            "mlp_ratio": state_dict["enc_blocks.0.mlp.fc1.weight"].shape[0] / enc_dim,
+        }
+        if "downstream_head1.proj.weight" in state_dict:
+            return cls(head_type="linear", **kwargs)
+        head = "downstream_head1.dpt."
+        dpt = DPTConfig(
+            feature_dim=int(state_dict[head + "scratch.layer1_rn.weight"].shape[0]),
+            last_dim=int(state_dict[head + "head.2.weight"].shape[0]),
+            layer_dims=tuple(int(state_dict[f"{head}act_postprocess.{k}.0.weight"].shape[0]) for k in range(4)),
+            hooks_idx=(0, kwargs["dec_depth"] * 2 // 4, kwargs["dec_depth"] * 3 // 4, kwargs["dec_depth"]),
+        )
+        return cls(head_type="dpt", dpt=dpt, **kwargs)
 
     @classmethod
     def from_json(cls, path: str | Path) -> DUSt3RConfig:

@@ -8,6 +8,8 @@ are those of the released checkpoints, so they load with ``strict=True``.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -78,6 +80,13 @@ class DUSt3R(nn.Module):
         self.downstream_head1 = build_head(config)
         self.downstream_head2 = build_head(config)
         self.rope = RotaryEmbedding2D(config.rope_freq)
+        # Autocast dtype of the encoder and decoders (None = fp32); see recon3d.networks.precision.
+        self.backbone_dtype: torch.dtype | None = None
+
+    def _backbone_context(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.backbone_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.backbone_dtype)
 
     # ------------------------------------------------------------ parts
 
@@ -90,11 +99,12 @@ class DUSt3R(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``images [B, 3, H, W]`` in [-1, 1] → encoder tokens ``[B, h*w, enc_dim]`` (normed)."""
         grid = self.grid_size(images)
-        tokens = self.patch_embed(images)
         rope = self.rope_tables(1, grid, self.config.enc_embed_dim // self.config.enc_num_heads, images.device)
-        for block in self.enc_blocks:
-            tokens = block(tokens, rope)
-        return self.enc_norm(tokens)
+        with self._backbone_context(images.device):
+            tokens = self.patch_embed(images)
+            for block in self.enc_blocks:
+                tokens = block(tokens, rope)
+            return self.enc_norm(tokens)
 
     def decode(
         self, enc1: torch.Tensor, enc2: torch.Tensor, grid_hw: tuple[int, int]
@@ -105,13 +115,14 @@ class DUSt3R(nn.Module):
         ``dec_norm`` applied to the last layer only (what the DPT head hooks into).
         """
         rope = self.rope_tables(1, grid_hw, self.config.dec_embed_dim // self.config.dec_num_heads, enc1.device)
-        x1, x2 = self.decoder_embed(enc1), self.decoder_embed(enc2)
-        layers1, layers2 = [enc1], [enc2]
-        for block1, block2 in zip(self.dec_blocks, self.dec_blocks2):
-            x1, x2 = block1(x1, x2, rope, rope), block2(x2, x1, rope, rope)
-            layers1.append(x1)
-            layers2.append(x2)
-        layers1[-1], layers2[-1] = self.dec_norm(x1), self.dec_norm(x2)
+        with self._backbone_context(enc1.device):
+            x1, x2 = self.decoder_embed(enc1), self.decoder_embed(enc2)
+            layers1, layers2 = [enc1], [enc2]
+            for block1, block2 in zip(self.dec_blocks, self.dec_blocks2):
+                x1, x2 = block1(x1, x2, rope, rope), block2(x2, x1, rope, rope)
+                layers1.append(x1)
+                layers2.append(x2)
+            layers1[-1], layers2[-1] = self.dec_norm(x1), self.dec_norm(x2)
         return layers1, layers2
 
     def heads(
@@ -152,16 +163,18 @@ class DUSt3R(nn.Module):
                     aliases[f"{head}.dpt.scratch.layer_rn.{k}.weight"] = f"{head}.dpt.scratch.layer{k + 1}_rn.weight"
         return aliases
 
-    def load_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> None:
+    def load_checkpoint(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
         """Load a released state dict strictly (``.pth`` with both alias names, or the
-        Hugging Face safetensors without them); aliases must agree with their targets."""
+        Hugging Face safetensors without them); aliases must agree with their targets.
+        Returns the skipped keys (none: every key of a DUSt3R checkpoint is used)."""
         state_dict = dict(state_dict)
         for alias, target in self.alias_keys().items():
             if alias in state_dict and target in state_dict and not torch.equal(state_dict[alias], state_dict[target]):
                 raise RuntimeError(f"'{alias}' differs from '{target}', which it should repeat")
             if target in state_dict:
                 state_dict[alias] = state_dict[target]
-        self.load_state_dict(state_dict, strict=True, assign=True)
+        self.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in self.parameters()))
+        return []
 
     def init_weights(self, seed: int = 0) -> DUSt3R:
         """Deterministic random weights (truncated-normal linears, as in ViT training code)."""
