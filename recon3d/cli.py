@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recon3d.errors import Recon3DError
+from recon3d.pairwise.graph import GRAPH_HELP, check_scene_graph
 
 app = typer.Typer(
     name="recon3d",
@@ -52,14 +53,14 @@ FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to
 EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
 MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
 MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
-SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models: which image pairs to run: complete (all pairs), swin-N (each view with the next N, cyclic; add -noncyclic), logwin-N (offsets 1, 2, 4, ..; -noncyclic too) or oneref-ID (every view with view ID).")
+SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models. " + GRAPH_HELP)
 ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
 
 
 def _pairwise_options(scene_graph: str, align_iters: int):
     from recon3d.pairwise.reconstruct import PairwiseOptions
 
-    return PairwiseOptions(scene_graph=scene_graph, align_iters=align_iters)
+    return PairwiseOptions(scene_graph=check_scene_graph(scene_graph), align_iters=align_iters)
 
 
 def _check_mode(mode: str) -> None:

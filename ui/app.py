@@ -79,6 +79,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                     show, session, progress=gr.Progress()):
         from recon3d.io.images import collect_inputs
         from recon3d.networks.token_merging import parse_merge_option
+        from recon3d.pairwise.graph import check_scene_graph
         from recon3d.pairwise.reconstruct import PairwiseOptions
         from recon3d.pipeline import reconstruct as run_network
 
@@ -109,7 +110,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 start, end = spans.get(current[0], (0.2, 0.2))
                 progress(start + (end - start) * done / max(total, 1), desc=f"{current[0]} {done}/{total}")
 
-            pairwise = PairwiseOptions(scene_graph=str(scene_graph), align_iters=int(align_iters))
+            pairwise = PairwiseOptions(scene_graph=check_scene_graph(str(scene_graph)), align_iters=int(align_iters or 0))
             with network_lock:
                 prediction = run_network(loaded, model, on_stage=on_stage, on_progress=on_progress,
                                          token_merging=parse_merge_option(merge), pairwise=pairwise)

@@ -11,7 +11,8 @@ from recon3d.pairwise.pointmaps import PairwisePointmaps
 ProgressFn = Callable[[int, int], None]
 
 
-@torch.inference_mode()
+# no_grad, not inference_mode: the global alignment differentiates through these tensors.
+@torch.no_grad()
 def predict_pairs(
     model: DUSt3R,
     images: torch.Tensor,

@@ -56,7 +56,8 @@ def predict_scene(
     num_views = int(images.shape[0])
     if num_views == 1:
         images = images.expand(2, -1, -1, -1)
-    pairs = make_pairs(int(images.shape[0]), options.scene_graph if num_views > 2 else "complete")
+    # A single image is paired with its copy whatever the graph.
+    pairs = make_pairs(int(images.shape[0]), options.scene_graph if num_views > 1 else "complete")
     stage("network")
     pointmaps = predict_pairs(model, images, pairs, batch_size=options.batch_size, on_progress=on_progress)
     stage("global alignment")
