@@ -37,9 +37,9 @@ MODEL_OPT = typer.Option("auto", "--model", "-m", help="Zoo name, weights file o
 DEVICE_OPT = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")
 PRECISION_OPT = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16.")
 MODE_OPT = typer.Option("auto", help="Preprocessing: auto (the model's own), crop (width 518, centre crop), pad (long side 518, white square), fit (long side 518, aspect kept), long-crop (DUSt3R 512: long side 512, crop to 16 px multiples) or square-crop (DUSt3R 224: centre square).")
-EXPORT_OPT = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat; or 'all'.")
+EXPORT_OPT = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat, ply_compressed (SuperSplat's compressed .ply); or 'all'.")
 CONF_OPT = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels.")
-FILTER_OPT = typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters); 'none' for no filter.")
+FILTER_OPT = typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters), overlap (each surface point only from the view that sees it most finely: fewer, sharper Gaussians); 'none' for no filter.")
 POINTS_FROM_OPT = typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points').")
 MESH_OPT = typer.Option("tsdf", "--mesh", help="Mesher: tsdf (fused), poisson (hole-filling) or grid (fast per-view sheets).")
 MESH_DEPTH_OPT = typer.Option("prediction", "--mesh-depth", help="TSDF input: the predicted depth, or depth rendered from the Gaussians ('gaussians').")
@@ -153,7 +153,8 @@ def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_
         raise Recon3DError("give either --fps or --every-n, not both")
     options = ExportOptions(
         conf_percentile=conf, mask_sky="sky" in chosen_filters, mask_black="black" in chosen_filters,
-        mask_white="white" in chosen_filters, mask_edges="edges" in chosen_filters, point_source=points_from,
+        mask_white="white" in chosen_filters, mask_edges="edges" in chosen_filters,
+        mask_overlap="overlap" in chosen_filters, point_source=points_from,
         max_points=max_points, glb_geometry="mesh" if glb_mesh else "points", frustums=frustums,
         mesh=MeshOptions(method=mesh, point_source=points_from, target_faces=mesh_faces),
         mesh_from_gaussians=mesh_depth == "gaussians", colmap_camera=colmap_camera, colmap_points=colmap_points,

@@ -9,6 +9,7 @@
 | ``colmap``  | colmap/{sparse/0, images}    | COLMAP, gsplat / nerfstudio trainers       |
 | ``gaussians`` | gaussians.ply              | SuperSplat, gsplat, nerfstudio viewers     |
 | ``splat``   | gaussians.splat              | antimatter15-style web viewers             |
+| ``ply_compressed`` | gaussians.compressed.ply | SuperSplat, PlayCanvas (about 4x smaller) |
 
 Every file is written atomically; the pixels used are chosen once by `keep_mask`.
 """
@@ -28,8 +29,9 @@ __all__ = ["EXPORT_FORMATS", "FILTERS", "ExportOptions", "ExportReport", "keep_m
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMATS = ("npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat")
-FILTERS = ("sky", "black", "white", "edges")
+EXPORT_FORMATS = ("npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat", "ply_compressed")
+_GAUSSIAN_FORMATS = ("gaussians", "splat", "ply_compressed")
+FILTERS = ("sky", "black", "white", "edges", "overlap")
 
 
 @dataclass
@@ -41,6 +43,8 @@ class ExportOptions:
         mask_sky: drop sky (offline heuristic, see `recon3d.gaussians.filters.sky_mask`).
         mask_black, mask_white: drop black / white background pixels.
         mask_edges: drop pixels on depth discontinuities (floaters).
+        mask_overlap: keep each surface point only in the view that samples it most
+            finely (`recon3d.gaussians.filters.best_view`): fewer, sharper Gaussians.
         views: indices of the views whose pixels are used (None: all).
         point_source: ``"depth"`` or ``"points"`` (point-map head).
         max_points: cap on the points of points.ply and the GLB point cloud (seeded).
@@ -59,6 +63,7 @@ class ExportOptions:
     mask_black: bool = False
     mask_white: bool = False
     mask_edges: bool = True
+    mask_overlap: bool = False
     views: list[int] | None = None
     point_source: str = "depth"
     max_points: int = 1_000_000
@@ -103,6 +108,9 @@ def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
         keep &= filters.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
     if options.views is not None:
         keep &= filters.frame_selection(pred.num_views, options.views)
+    if options.mask_overlap:
+        # Last: a pixel dropped by another filter must not win over the views that keep it.
+        keep &= filters.best_view(points, depth, pred.extrinsics_w2c, pred.intrinsics, keep)
     return keep
 
 
@@ -167,7 +175,7 @@ def export_scene(
     mesh_wanted = "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh")
     fuse_rendered = mesh_wanted and options.mesh_from_gaussians and options.mesh.method == "tsdf"
     gaussians = None
-    if "gaussians" in formats or "splat" in formats or fuse_rendered:
+    if any(f in formats for f in _GAUSSIAN_FORMATS) or fuse_rendered:
         from recon3d.gaussians import gaussians_from_prediction
 
         stage("building Gaussians")
@@ -218,7 +226,7 @@ def export_scene(
                      max_points=options.colmap_points, point_source=options.point_source, seed=options.seed)
         report.counts["colmap_points"] = min(int(keep.sum()), options.colmap_points)
         written["colmap"] = [out_dir / "colmap"]
-    if "gaussians" in formats or "splat" in formats:
+    if any(f in formats for f in _GAUSSIAN_FORMATS):
         report.counts["gaussians"] = len(gaussians)
         if "gaussians" in formats:
             from recon3d.io.ply import write_gaussians_ply
@@ -230,4 +238,9 @@ def export_scene(
 
             write_splat(out_dir / "gaussians.splat", gaussians)
             written["splat"] = [out_dir / "gaussians.splat"]
+        if "ply_compressed" in formats:
+            from recon3d.io.ply_compressed import write_ply_compressed
+
+            write_ply_compressed(out_dir / "gaussians.compressed.ply", gaussians)
+            written["ply_compressed"] = [out_dir / "gaussians.compressed.ply"]
     return report

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from plyfile import PlyData
 
-from recon3d.exports import ExportOptions, export_scene
+from recon3d.exports import EXPORT_FORMATS, ExportOptions, export_scene
 from recon3d.io.colmap import write_colmap
 from recon3d.io.glb import GL_FROM_CV, write_glb
 from recon3d.io.obj import write_obj
@@ -151,12 +151,17 @@ def test_colmap_tracks_shrink_when_cameras_disagree(scene, tmp_path):
 def test_export_scene_writes_every_format_atomically(scene, tmp_path):
     pred = gt_prediction(scene)
     options = ExportOptions(conf_percentile=0.0, mesh=MeshOptions(method="grid"))
-    written = export_scene(pred, tmp_path / "out", ["npz", "glb", "ply", "mesh", "colmap", "gaussians", "splat"], options)
+    written = export_scene(pred, tmp_path / "out", list(EXPORT_FORMATS), options)
+    assert sorted(written.files) == sorted(EXPORT_FORMATS)
     for paths in written.files.values():
         assert all(p.exists() for p in paths)
     assert not list((tmp_path / "out").glob(".*"))
     assert len(PlyData.read(tmp_path / "out" / "points.ply")["vertex"]) > 0
     assert pycolmap.Reconstruction(str(tmp_path / "out" / "colmap" / "sparse" / "0")).num_images() == pred.num_views
+    compressed = PlyData.read(tmp_path / "out" / "gaussians.compressed.ply")
+    count = written.counts["gaussians"]
+    assert compressed["vertex"].count == count == PlyData.read(tmp_path / "out" / "gaussians.ply")["vertex"].count
+    assert compressed["chunk"].count == -(-count // 256)
 
 
 def test_all_pixels_masked_gives_valid_empty_outputs(scene, tmp_path, caplog):
@@ -184,3 +189,24 @@ def test_a_failing_colmap_write_leaves_nothing_behind(scene, tmp_path, monkeypat
         write_colmap(tmp_path / "colmap", gt_prediction(scene, [0, 1]), max_points=100)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["colmap"]
     assert (tmp_path / "colmap" / "previous.txt").read_text() == "kept"
+
+
+def test_overlap_filter_drops_duplicate_views_but_keeps_the_surface_covered(scene):
+    import torch
+
+    from recon3d.exports import keep_mask
+    from recon3d.gaussians import gaussians_from_prediction
+    from recon3d.render import render
+
+    pred = gt_prediction(scene)
+    base = ExportOptions(conf_percentile=0.0, mask_edges=False)
+    every = keep_mask(pred, base) & scene.masks
+    fewer = keep_mask(pred, ExportOptions(conf_percentile=0.0, mask_edges=False, mask_overlap=True)) & scene.masks
+    assert not (fewer & ~every).any()
+    assert 0.2 < fewer.sum() / every.sum() < 0.9
+    # The surface is still there in every view: the remaining Gaussians cover its pixels.
+    gaussians = gaussians_from_prediction(pred, keep=fewer, opacity=1.0)
+    alphas = render(gaussians, torch.as_tensor(pred.extrinsics_w2c), torch.as_tensor(pred.intrinsics),
+                    96, 72, backend="cpu").alphas[..., 0].numpy()
+    for v in range(scene.num_views):
+        assert (alphas[v][scene.masks[v]] > 0.5).mean() > 0.97

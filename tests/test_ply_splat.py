@@ -1,4 +1,5 @@
-"""3DGS PLY, point-cloud PLY and .splat files against plyfile and the documented layouts."""
+"""3DGS PLY, compressed PLY, point-cloud PLY and .splat files against plyfile and the
+documented layouts."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from plyfile import PlyData, PlyElement
 
 from recon3d.errors import InputError
 from recon3d.io.ply import read_gaussians_ply, write_gaussians_ply, write_points_ply
+from recon3d.io.ply_compressed import morton_order, read_ply_compressed, write_ply_compressed
 from recon3d.io.splat import read_splat, write_splat
 from recon3d.types import SH_C0, Gaussians
 
@@ -212,3 +214,167 @@ def test_splat_empty_and_bad_size(tmp_path: Path) -> None:
     (tmp_path / "bad.splat").write_bytes(b"\0" * 33)
     with pytest.raises(InputError, match="multiple of 32"):
         read_splat(tmp_path / "bad.splat")
+
+
+# ---------------------------------------------------------------- compressed PLY
+
+COMPRESSED_CHUNK = (
+    [f"{m}_{a}" for m in ("min", "max") for a in "xyz"]
+    + [f"{m}_scale_{a}" for m in ("min", "max") for a in "xyz"]
+    + [f"{m}_{c}" for m in ("min", "max") for c in "rgb"]
+)
+
+
+def _chunk_bounds(ply: PlyData, prefix: str, axes: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-Gaussian ``[N,3]`` min and max of its chunk (Gaussian i is in chunk i // 256)."""
+    chunk = ply["chunk"]
+    low = np.stack([np.asarray(chunk[f"min_{prefix}{a}"], np.float64) for a in axes], axis=1)
+    high = np.stack([np.asarray(chunk[f"max_{prefix}{a}"], np.float64) for a in axes], axis=1)
+    index = np.arange(count) // 256
+    return low[index], high[index]
+
+
+def check_compressed_round_trip(path: Path, original: Gaussians, back: Gaussians) -> None:
+    """Every field of ``back`` within the quantisation bound of ``original``, the bounds
+    derived from the chunk ranges stored in the file (read with plyfile)."""
+    ply = PlyData.read(str(path))
+    n = len(back)
+    # Half a quantisation step of 11, 10, 11 bits over the chunk's range, plus float32
+    # rounding.
+    steps = np.array([2047.0, 1023.0, 2047.0])
+    low, high = _chunk_bounds(ply, "", "xyz", n)
+    means = original.means.double().numpy()
+    error = np.abs(back.means.double().numpy() - means)
+    assert (error <= (high - low) / (2 * steps) + 3e-7 * np.abs(means) + 1e-7).all()
+    low, high = _chunk_bounds(ply, "scale_", "xyz", n)
+    error = np.abs(back.scales.double().log().numpy() - original.scales.double().log().numpy())
+    assert (error <= (high - low) / (2 * steps) + 1e-6).all()
+    low, high = _chunk_bounds(ply, "", "rgb", n)
+    rgb = lambda g: 0.5 + SH_C0 * g.sh[:, 0].double().numpy()  # noqa: E731
+    assert (np.abs(rgb(back) - rgb(original)) <= (high - low) / 510 + 1e-6).all()
+    assert ((back.opacities.double() - original.opacities.double()).abs() <= 1 / 510 + 1e-6).all()
+    # Three components stored with steps of sqrt(2)/1023; the largest (>= 1/2) recovered
+    # from them, with at most 3x their error.
+    assert_quats_equal_up_to_sign(back.quats.double(), original.quats.double(), atol=3 * math.sqrt(2) / 2046 + 1e-6)
+    # SH bands >= 1: bins of 8/256 read back at their centres.
+    if original.sh.shape[1] > 1:
+        assert (torch.abs(back.sh[:, 1:] - original.sh[:, 1:]) <= 1 / 64 + 1e-6).all()
+
+
+@pytest.mark.parametrize("degree", [0, 2])
+def test_ply_compressed_layout_and_round_trip(tmp_path: Path, degree: int) -> None:
+    n = 600  # two full chunks and a partial one
+    gaussians = random_gaussians(n, degree)
+    path = tmp_path / "g.compressed.ply"
+    write_ply_compressed(path, gaussians, sort=False)
+
+    ply = PlyData.read(str(path))
+    assert ply.header.splitlines()[1] == "format binary_little_endian 1.0"
+    assert [e.name for e in ply.elements] == ["chunk", "vertex"] + (["sh"] if degree else [])
+    assert ply["chunk"].count == math.ceil(n / 256) == 3
+    assert [(p.name, p.val_dtype) for p in ply["chunk"].properties] == [(name, "f4") for name in COMPRESSED_CHUNK]
+    assert [(p.name, p.val_dtype) for p in ply["vertex"].properties] == [
+        ("packed_position", "u4"), ("packed_rotation", "u4"), ("packed_scale", "u4"), ("packed_color", "u4")]
+    if degree:
+        assert [(p.name, p.val_dtype) for p in ply["sh"].properties] == [(f"f_rest_{k}", "u1") for k in range(24)]
+        assert ply["sh"].count == n
+    # Chunk 1 holds Gaussians 256..511 (unsorted): its ranges are theirs.
+    part = gaussians.means[256:512].numpy()
+    np.testing.assert_allclose([ply["chunk"][f"min_{a}"][1] for a in "xyz"], part.min(0), rtol=1e-6)
+    np.testing.assert_allclose([ply["chunk"][f"max_{a}"][1] for a in "xyz"], part.max(0), rtol=1e-6)
+
+    back = read_ply_compressed(path)
+    assert len(back) == n and back.sh.shape == gaussians.sh.shape
+    check_compressed_round_trip(path, gaussians, back)
+    # 16 bytes per Gaussian (+ 3 per SH coefficient beyond DC) and 72 per chunk.
+    data_bytes = 72 * 3 + n * (16 + 3 * ((degree + 1) ** 2 - 1))
+    assert data_bytes < path.stat().st_size < data_bytes + 2000
+
+
+def test_ply_compressed_packs_known_values(tmp_path: Path) -> None:
+    # Two Gaussians, so every chunk range is spanned by them: one sits at the minimum of
+    # every field (packed zeros), the other at the maximum (packed all ones).
+    gaussians = Gaussians(
+        means=torch.tensor([[0.0, -1.0, 2.0], [4.0, 1.0, 3.0]]),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, -0.6, 0.0, 0.8]]),
+        scales=torch.tensor([[0.1, 0.2, 0.3], [1.0, 2.0, 3.0]]),
+        opacities=torch.tensor([0.0 + 1 / 255, 1.0]),
+        sh=torch.tensor([[[-0.4, -0.2, 0.0]], [[0.6, 0.8, 1.0]]]) / SH_C0,
+    )
+    path = tmp_path / "two.compressed.ply"
+    write_ply_compressed(path, gaussians, sort=False)
+    vertex = PlyData.read(str(path))["vertex"]
+    assert int(vertex["packed_position"][0]) == 0 and int(vertex["packed_position"][1]) == 0xFFFFFFFF
+    assert int(vertex["packed_scale"][0]) == 0 and int(vertex["packed_scale"][1]) == 0xFFFFFFFF
+    assert int(vertex["packed_color"][0]) == 0x00000001 and int(vertex["packed_color"][1]) == 0xFFFFFFFF
+    # (1,0,0,0): w (index 0) is largest; x, y, z = 0 map to 0.5 -> round(511.5) = 512.
+    assert int(vertex["packed_rotation"][0]) == (0 << 30) | (512 << 20) | (512 << 10) | 512
+    # (0,-0.6,0,0.8): z (index 3) is largest and positive; w, x, y = 0, -0.6, 0 map to
+    # 0.5 + v/sqrt(2): 512, round(1023 * 0.07574) = 77, 512.
+    assert int(vertex["packed_rotation"][1]) == (3 << 30) | (512 << 20) | (77 << 10) | 512
+
+
+def test_morton_order_of_a_cube() -> None:
+    corners = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=float)
+    shuffled = corners[[5, 2, 7, 0, 3, 6, 1, 4]]
+    # Z-order visits x fastest, then y, then z (x in the lowest bit of each triple).
+    np.testing.assert_array_equal(shuffled[morton_order(shuffled)], corners)
+    # The curve finishes the half y < 1/2 of the z < 1/2 half before entering y >= 1/2.
+    points = np.array([[0.0, 1.0, 0.0], [0.6, 0.0, 0.0], [0.4, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(morton_order(points), [4, 2, 1, 0, 3])
+
+
+def test_ply_compressed_sorting_and_size(tmp_path: Path) -> None:
+    from scipy.spatial import cKDTree
+
+    from recon3d.gaussians import gaussians_from_prediction
+    from recon3d.synth import make_scene
+    from synthetic_truth import gt_prediction
+
+    scene = make_scene("object", 0, 3, (96, 72))
+    gaussians = gaussians_from_prediction(gt_prediction(scene), keep=scene.masks)
+    shuffle = torch.as_tensor(np.random.default_rng(0).permutation(len(gaussians)))
+    gaussians = Gaussians(*(getattr(gaussians, f)[shuffle] for f in ("means", "quats", "scales", "opacities", "sh")))
+    paths = {name: tmp_path / f"{name}.compressed.ply" for name in ("sorted", "unsorted")}
+    write_ply_compressed(paths["sorted"], gaussians)
+    write_ply_compressed(paths["unsorted"], gaussians, sort=False)
+    write_gaussians_ply(tmp_path / "g.ply", gaussians)
+
+    def chunk_diagonals(path: Path) -> np.ndarray:
+        chunk = PlyData.read(str(path))["chunk"]
+        return np.linalg.norm([chunk[f"max_{a}"] - chunk[f"min_{a}"] for a in "xyz"], axis=0)
+
+    # Morton order makes chunks compact (each holds 1/80 of a surface: about a ninth of
+    # the scene across), hence the quantisation steps small; shuffled chunks span it all.
+    assert np.median(chunk_diagonals(paths["sorted"])) < 0.2 * np.median(chunk_diagonals(paths["unsorted"]))
+    back = read_ply_compressed(paths["sorted"])
+    assert len(back) == len(gaussians)
+    # The file is a permutation of the input: match every read Gaussian to its nearest input.
+    _, match = cKDTree(gaussians.means.numpy()).query(back.means.numpy())
+    assert len(np.unique(match)) == len(gaussians)
+    check_compressed_round_trip(paths["sorted"], select_rows(gaussians, match), back)
+    assert paths["sorted"].stat().st_size < 0.3 * (tmp_path / "g.ply").stat().st_size
+
+
+def select_rows(gaussians: Gaussians, index: np.ndarray) -> Gaussians:
+    index = torch.as_tensor(index)
+    return Gaussians(*(getattr(gaussians, f)[index] for f in ("means", "quats", "scales", "opacities", "sh")))
+
+
+def test_ply_compressed_drops_invisible_and_nonfinite_and_writes_empty_files(tmp_path: Path) -> None:
+    gaussians = random_gaussians(6, 1)
+    gaussians.opacities[1] = 0.5 / 255
+    gaussians.means[4, 2] = float("inf")
+    write_ply_compressed(tmp_path / "g.compressed.ply", gaussians, sort=False)
+    back = read_ply_compressed(tmp_path / "g.compressed.ply")
+    check_compressed_round_trip(tmp_path / "g.compressed.ply", select_rows(gaussians, np.array([0, 2, 3, 5])), back)
+
+    write_ply_compressed(tmp_path / "empty.compressed.ply", random_gaussians(0, 0))
+    ply = PlyData.read(str(tmp_path / "empty.compressed.ply"))
+    assert ply["chunk"].count == 0 and ply["vertex"].count == 0
+    assert len(read_ply_compressed(tmp_path / "empty.compressed.ply")) == 0
+    write_gaussians_ply(tmp_path / "plain.ply", random_gaussians(3, 0))
+    with pytest.raises(InputError, match="compressed"):
+        read_ply_compressed(tmp_path / "plain.ply")
+    assert not list(tmp_path.glob(".*.part"))
+

@@ -208,7 +208,49 @@ def _assert_same(a, b) -> None:
     for name in ("images", "depths", "normals", "masks", "object_ids", "extrinsics_w2c", "intrinsics"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype and np.array_equal(x, y), name
-    assert (a.kind, a.seed, a.names) == (b.kind, b.seed, b.names)
+    assert (a.kind, a.seed, a.names, a.supersample) == (b.kind, b.seed, b.names, b.supersample)
+
+
+def test_supersampling_averages_shifted_point_sampled_renders():
+    world = build_world("object", 3)
+    w2c = look_at(world.centre + np.array([3.0, -4.0, 2.0]), world.centre)
+    K = intrinsics_from_fov(np.radians(60), W, H)
+    single = render_view(world, w2c, K, W, H)
+    assert render_view(world, w2c, K, W, H, supersample=1).images.tobytes() == single.images.tobytes()
+    fine = render_view(world, w2c, K, W, H, supersample=3)
+    # Geometry stays that of the pixel centres' rays.
+    for name in ("depths", "normals", "masks", "object_ids"):
+        assert np.array_equal(getattr(fine, name), getattr(single, name)), name
+    # Colour: the mean of 3x3 one-ray renders whose rays pass at offsets (-1/3, 0, 1/3) px
+    # from the centres (moving the principal point by -d moves every ray by +d). Each of
+    # those is rounded to 8 bits, so their mean is within 1/2 + 1/2 grey level.
+    shifted = []
+    for dy in (-1 / 3, 0.0, 1 / 3):
+        for dx in (-1 / 3, 0.0, 1 / 3):
+            moved = K.copy()
+            moved[0, 2] -= dx
+            moved[1, 2] -= dy
+            shifted.append(render_view(world, w2c, moved, W, H).images.astype(np.float64))
+    difference = np.abs(fine.images - np.mean(shifted, axis=0))
+    assert difference.max() <= 1.0
+    # Anti-aliasing changes the colours of edge pixels, not the average picture.
+    assert np.abs(fine.images.astype(float) - single.images).max() > 40
+    assert abs(fine.images.mean() - single.images.mean()) < 1.0
+
+
+def test_supersampled_scene_keeps_geometry_and_round_trips(tmp_path):
+    plain = make_scene("room", seed=1, num_views=2, size_wh=(24, 18))
+    fine = make_scene("room", seed=1, num_views=2, size_wh=(24, 18), supersample=2)
+    assert fine.supersample == 2 and plain.supersample == 1
+    for name in ("depths", "normals", "masks", "object_ids", "extrinsics_w2c", "intrinsics"):
+        assert np.array_equal(getattr(fine, name), getattr(plain, name)), name
+    assert not np.array_equal(fine.images, plain.images)
+    _assert_same(read_scene(write_scene(fine, tmp_path / "fine")), fine)
+    # The default leaves the file as before: no supersample key.
+    assert "supersample" not in (write_scene(plain, tmp_path / "plain") / "cameras.json").read_text()
+    for bad in (0, 2.5, -1):
+        with pytest.raises(ValueError, match="supersample"):
+            make_scene("room", seed=1, num_views=1, size_wh=(8, 8), supersample=bad)
 
 
 def test_write_read_round_trip(tmp_path):

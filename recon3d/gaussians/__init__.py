@@ -1,5 +1,6 @@
 """3D Gaussians from predictions: pixel-aligned construction, pixel filters, fusion, pruning."""
 from recon3d.gaussians.filters import (
+    best_view,
     black_background,
     confidence_percentile,
     depth_edges,
@@ -11,6 +12,7 @@ from recon3d.gaussians.from_prediction import gaussians_from_prediction
 from recon3d.gaussians.fusion import fuse_voxels, prune_to_count, select_gaussians
 
 __all__ = [
+    "best_view",
     "black_background",
     "confidence_percentile",
     "depth_edges",

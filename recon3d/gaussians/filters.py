@@ -18,6 +18,7 @@ __all__ = [
     "black_background",
     "white_background",
     "depth_edges",
+    "best_view",
 ]
 
 # Images converted from 8 bits are k/255 rounded to float32; a sum or a comparison of
@@ -166,3 +167,120 @@ def depth_edges(depth: np.ndarray, rel_threshold: float = 0.05) -> np.ndarray:
             difference = np.abs(neighbour - depth)
             deviation = np.maximum(deviation, np.where(np.isnan(difference), 0.0, difference))
     return ~(valid & (deviation > rel_threshold * depth))
+
+
+def best_view(
+    points: np.ndarray,
+    depth: np.ndarray,
+    extrinsics_w2c: np.ndarray,
+    intrinsics: np.ndarray,
+    keep: np.ndarray | None = None,
+    *,
+    rel_depth_tol: float = 0.01,
+    tie_tol: float = 0.05,
+    min_cosine: float = 0.05,
+) -> np.ndarray:
+    """Keep each surface point only in the view that samples it most finely.
+
+    Several views that see the same surface each give it a layer of pixel-aligned
+    Gaussians; where those layers coincide, depth-sorted compositing lets whichever
+    Gaussian happens to be nearer colour a pixel, which blurs the renders and doubles
+    the Gaussian count. This filter drops pixel ``(i, v, u)`` when another view ``j``
+    sees the same point (its projection lands on a kept pixel of ``j`` whose depth
+    agrees within ``rel_depth_tol``) and samples the surface more finely there.
+
+    Sampling coarseness is the surface distance between neighbouring pixels along the
+    tilt, ``z / (f * cos)``: camera z-depth over the geometric-mean focal length
+    ``sqrt(fx * fy)``, over the cosine between the surface normal and the viewing ray
+    (normals from `recon3d.gaussians.from_prediction.estimate_normals` of view i's point
+    map; the cosine is clamped to at least ``min_cosine``). View j wins when it is finer
+    by more than ``tie_tol`` (relative); within ``tie_tol`` the lower view index wins, so
+    that two views never drop each other's pixels where they sample alike.
+
+    Pixels whose point no other view confirms (occluded there, outside its image, or a
+    depth disagreement, e.g. predictions whose views are not consistent) are kept, so
+    the filter only removes duplicates. With ground-truth depth on the synthetic scenes
+    it keeps 50-65 % of the pixels and raises the PSNR of re-rendered input views by
+    1-2 dB and of held-out views by 0.5-1.3 dB. Cost: every kept pixel is projected into every
+    other view, O(S² H W): about 14 s for 16 views of 518 x 392 on 2 CPU cores.
+
+    Args:
+        points: ``[S,H,W,3]`` world points of each pixel.
+        depth: ``[S,H,W]`` camera z-depth of each pixel (the points' z in their view).
+        extrinsics_w2c: ``[S,4,4]`` (or ``[S,3,4]``) world-to-camera transforms.
+        intrinsics: ``[S,3,3]`` pinhole K in pixels; pixel ``(v, u)`` spans
+            ``[u, u+1) x [v, v+1)``.
+        keep: ``[S,H,W]`` bool pixels that may hold Gaussians (other filters); None
+            keeps every pixel with a finite point and a positive depth.
+        rel_depth_tol: relative z difference within which a projected point counts as
+            the surface another view sees (> 0).
+        tie_tol: relative coarseness difference treated as a tie (>= 0).
+        min_cosine: floor of the cosine between normal and ray (in (0, 1]).
+
+    Returns:
+        ``[S,H,W]`` bool keep mask, a subset of ``keep``.
+    """
+    import torch
+
+    from recon3d.gaussians.from_prediction import estimate_normals
+
+    if rel_depth_tol <= 0 or tie_tol < 0 or not 0 < min_cosine <= 1:
+        raise ValueError("need rel_depth_tol > 0, tie_tol >= 0 and min_cosine in (0, 1]")
+    points = np.asarray(points, dtype=np.float64)
+    depth = np.asarray(depth, dtype=np.float64)
+    w2c = np.asarray(extrinsics_w2c, dtype=np.float64)[:, :3, :4]
+    K = np.asarray(intrinsics, dtype=np.float64)
+    num_views, height, width = depth.shape
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(points).all(-1) & np.isfinite(depth) & (depth > 0)
+    usable &= np.isfinite(w2c).all(axis=(1, 2))[:, None, None] & np.isfinite(K).all(axis=(1, 2))[:, None, None]
+    if keep is not None:
+        usable &= np.broadcast_to(np.asarray(keep, dtype=bool), usable.shape)
+    centres = -np.einsum("sji,sj->si", w2c[:, :3, :3], w2c[:, :3, 3])
+    normals = estimate_normals(torch.as_tensor(np.where(usable[..., None], points, np.nan)), torch.as_tensor(centres))
+
+    # Float32 tensors: a 1 % depth tolerance and 5 % ties need no more, and torch runs
+    # the per-view work on all cores.
+    f32 = torch.float32
+    rot, trans = torch.as_tensor(w2c[:, :3, :3], dtype=f32), torch.as_tensor(w2c[:, :3, 3], dtype=f32)
+    Kt = torch.as_tensor(K, dtype=f32)
+    cam_centres = torch.as_tensor(centres, dtype=f32)
+    focal = torch.as_tensor(np.sqrt(np.abs(K[:, 0, 0] * K[:, 1, 1])), dtype=f32)
+    flat_depth = torch.as_tensor(depth, dtype=f32).reshape(-1)
+    flat_usable = torch.as_tensor(usable).reshape(-1)
+    has_pixels = torch.as_tensor(usable.any(axis=(1, 2)))
+
+    def coarseness(views: torch.Tensor, x: torch.Tensor, z: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """Surface spacing of neighbouring pixels of ``views`` at points ``x`` (broadcast)."""
+        ray = x - cam_centres[views]
+        cosine = (ray * n).sum(-1).abs() / ray.norm(dim=-1)
+        return z / (focal[views] * cosine.clamp_min(min_cosine))
+
+    result = usable.copy()
+    for i in range(num_views):
+        index = torch.as_tensor(np.flatnonzero(usable[i]))
+        others = torch.as_tensor([j for j in range(num_views) if j != i], dtype=torch.long)
+        others = others[has_pixels[others]]
+        if index.numel() == 0 or others.numel() == 0:
+            continue
+        x = torch.as_tensor(points[i], dtype=f32).reshape(-1, 3)[index]  # [N,3]
+        n = normals[i].reshape(-1, 3)[index].to(f32)
+        own = coarseness(torch.full((1,), i), x, torch.as_tensor(depth[i], dtype=f32).reshape(-1)[index], n)
+        cam = torch.einsum("jab,nb->jna", rot[others], x) + trans[others, None, :]  # [J,N,3]
+        z = cam[..., 2]
+        k = Kt[others]
+        col = torch.floor((k[:, 0, 0, None] * cam[..., 0] + k[:, 0, 1, None] * cam[..., 1]) / z + k[:, 0, 2, None])
+        row = torch.floor(k[:, 1, 1, None] * cam[..., 1] / z + k[:, 1, 2, None])
+        inside = (z > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        pixel = torch.where(inside, (others[:, None] * height + row.nan_to_num(0).long()) * width
+                            + col.nan_to_num(0).long(), 0)
+        seen = inside & flat_usable[pixel] & ((flat_depth[pixel] - z).abs() <= rel_depth_tol * z)
+        view, point = seen.nonzero(as_tuple=True)  # only pairs that see the same surface
+        theirs = coarseness(others[view], x[point], z[view, point], n[point])
+        mine = own[point]
+        tie = (theirs - mine).abs() <= tie_tol * torch.maximum(theirs, mine)
+        finer = torch.where(tie, others[view] < i, theirs < mine)
+        dropped = torch.zeros(index.numel(), dtype=torch.bool)
+        dropped[point[finer]] = True
+        result[i].reshape(-1)[index[dropped].numpy()] = False
+    return result

@@ -16,6 +16,7 @@ from recon3d.geometry.cameras import invert_rigid, matrix_to_quat_xyzw
 from recon3d.types import SH_C0, Gaussians, Prediction
 
 __all__ = [
+    "DEFAULT_SCALE_FACTOR",
     "gaussians_from_prediction",
     "estimate_normals",
     "normal_frames",
@@ -23,6 +24,23 @@ __all__ = [
     "rgb_to_sh",
     "confidence_to_opacity",
 ]
+
+
+DEFAULT_SCALE_FACTOR = 0.6
+"""Default in-plane standard deviation of a pixel's Gaussian, in pixels of its own view.
+
+Rasterizers add 0.3 px² to every projected covariance (`recon3d.render.projection.EPS2D`),
+so a pixel's Gaussian renders with variance ``s² + 0.3`` in its own view. Opaque
+Gaussians on a fronto-parallel surface then cover the point between four pixel centres
+(the least covered one) to ``1 - Π(1 - 0.99 exp(-d²/(2(s² + 0.3))))`` over the lattice
+distances d: 98.3 % at ``s = 0.4``, 99 % at 0.47, 99.8 % at 0.6. The margin above 0.47
+is for surfaces seen obliquely, whose Gaussians are not stretched by 1/cos (at a 45°
+tilt the footprint along the tilt is 0.42 px). Wider footprints only blur: at ``s = 1``
+a neighbour one pixel away reaches alpha 0.68 at a pixel's centre (0.47 at 0.6), and
+depth sorting lets it cover the pixel's own Gaussian. On the synthetic scenes
+(ground-truth depth, 6 input and 2 held-out views), 0.6 instead of 1 raises the PSNR of re-rendered input views by 1.2-2.2 dB and of
+held-out views by 0.6-2.3 dB, for at most 1 % less held-out coverage.
+"""
 
 
 def estimate_normals(points: torch.Tensor, camera_centres: torch.Tensor) -> torch.Tensor:
@@ -119,7 +137,7 @@ def gaussians_from_prediction(
     *,
     source: Literal["depth", "points"] = "depth",
     keep: np.ndarray | torch.Tensor | None = None,
-    scale_factor: float = 1.0,
+    scale_factor: float = DEFAULT_SCALE_FACTOR,
     flatten: float = 0.1,
     sh_degree: int = 0,
     opacity: Literal["confidence"] | float = "confidence",
@@ -154,7 +172,8 @@ def gaussians_from_prediction(
         source: where the means come from, ``"depth"`` or ``"points"``.
         keep: bool mask broadcastable to ``[S,H,W]`` (e.g. from `recon3d.gaussians.filters`);
             None keeps every pixel.
-        scale_factor: multiplier (> 0) of the in-plane scales.
+        scale_factor: in-plane standard deviation in pixels of the pixel's own view, i.e.
+            multiplier (> 0) of the footprint ``z/f``; see `DEFAULT_SCALE_FACTOR` for why 0.6.
         flatten: thickness along the normal relative to the in-plane scale (>= 0).
         sh_degree: SH degree of the output (>= 0).
         opacity: ``"confidence"`` or a constant in [0,1].

@@ -4,7 +4,8 @@ Layout of a scene folder::
 
     images/000.png ...   uint8 RGB views
     geometry.npz         depths [S,H,W], normals [S,H,W,3], masks [S,H,W], object_ids [S,H,W]
-    cameras.json         kind, seed, conventions, and per view: name, image, width, height,
+    cameras.json         kind, seed, supersample (only when not 1), conventions, and per
+                         view: name, image, width, height,
                          K (3x3), extrinsics_w2c (4x4)
 
 Every file is written atomically (temporary file, then rename).
@@ -68,6 +69,8 @@ def write_scene(scene: SynthScene, out_dir: str | Path, *, compact: bool = False
         for name, K, w2c in zip(scene.names, scene.intrinsics, scene.extrinsics_w2c)
     ]
     cameras = {"kind": scene.kind, "seed": scene.seed, "conventions": CONVENTIONS, "views": views}
+    if scene.supersample != 1:  # absent means 1, so default scenes' files are unchanged
+        cameras["supersample"] = scene.supersample
     # One line per matrix row keeps the file readable; json keeps floats exact (repr).
     text = re.sub(r"\[\s+([^\[\]]+?)\s+\]", _one_line, json.dumps(cameras, indent=1))
     with atomic_path(out / "cameras.json") as tmp:
@@ -107,6 +110,7 @@ def read_scene(scene_dir: str | Path) -> SynthScene:
         kind=cameras["kind"],
         seed=int(cameras["seed"]),
         names=[v["name"] for v in views],
+        supersample=int(cameras.get("supersample", 1)),
     )
 
 

@@ -33,6 +33,8 @@ class SynthScene:
         kind: one of ``KINDS``.
         seed: the seed that fixes the geometry, textures and cameras.
         names: one name per view (``"000"``, ``"001"``, ...).
+        supersample: rays per pixel side that were averaged into each colour (1: one
+            ray through the pixel centre; see `recon3d.synth.render.render_view`).
     """
 
     images: np.ndarray
@@ -45,6 +47,7 @@ class SynthScene:
     kind: str
     seed: int
     names: list[str] = field(default_factory=list)
+    supersample: int = 1
 
     @property
     def num_views(self) -> int:
@@ -105,13 +108,22 @@ def _cameras(
 
 
 def make_scene(
-    kind: str, seed: int, num_views: int, size_wh: tuple[int, int] | None = (256, 256)
+    kind: str,
+    seed: int,
+    num_views: int,
+    size_wh: tuple[int, int] | None = (256, 256),
+    *,
+    supersample: int = 1,
 ) -> SynthScene:
     """Render ``num_views`` views of the seeded scene ``kind`` (one of ``KINDS``).
 
     ``size_wh`` is the image (width, height) in pixels; None draws one from
-    ``RANDOM_SIZES_WH`` with the seed, for varied aspect ratios. The same arguments always
-    give bitwise identical arrays. Raises ValueError for an unknown kind.
+    ``RANDOM_SIZES_WH`` with the seed, for varied aspect ratios. ``supersample = k``
+    averages ``k x k`` rays per pixel into the colours (anti-aliased, band-limited images
+    like a camera's, at k² the cost); the default 1 point-samples one ray per pixel
+    centre. Depths, normals, masks, ids and cameras do not depend on ``supersample``.
+    The same arguments always give bitwise identical arrays. Raises ValueError for an
+    unknown kind or a ``supersample`` that is not a positive integer.
     """
     world = build_world(kind, seed)
     if num_views < 1:
@@ -123,6 +135,7 @@ def make_scene(
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     w2c, K = _cameras(kind, world, rng, num_views, width, height)
-    renders = render_views(world, w2c, K, width, height)
+    renders = render_views(world, w2c, K, width, height, supersample=supersample)
     names = [f"{i:03d}" for i in range(num_views)]
-    return SynthScene(**renders._asdict(), extrinsics_w2c=w2c, intrinsics=K, kind=kind, seed=seed, names=names)
+    return SynthScene(**renders._asdict(), extrinsics_w2c=w2c, intrinsics=K, kind=kind, seed=seed, names=names,
+                      supersample=int(supersample))
