@@ -73,10 +73,6 @@ def recon3d_tiny_config() -> VGGTConfig:
     )
 
 
-def _dust3r_config(head_type: str, img_size: int) -> DUSt3RConfig:
-    return DUSt3RConfig(head_type=head_type, img_size=(img_size, img_size))
-
-
 def _dust3r_entries() -> list[ZooEntry]:
     """The released DUSt3R checkpoints (naver/DUSt3R_ViTLarge_BaseDecoder_*)."""
     entries = []
@@ -86,7 +82,7 @@ def _dust3r_entries() -> list[ZooEntry]:
             f"dust3r-{size}-{head_type}",
             f"Official DUSt3R ViT-L/ViT-B, {size} px, {head_type} head (Wang et al., CVPR 2024); "
             "pairs + global alignment; non-commercial use only",
-            DUST3R_LICENCE, config=_dust3r_config(head_type, size), hf_repo=repo,
+            DUST3R_LICENCE, config=DUSt3RConfig(head_type=head_type, img_size=(size, size)), hf_repo=repo,
         ))
     return entries
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from recon3d.errors import InputError
-from recon3d.geometry.cameras import matrix_to_quat_xyzw, quat_xyzw_to_matrix
-from recon3d.pairwise.init import InitialSolution, initialise_mst
+from recon3d.geometry.cameras import matrix_to_quat_xyzw, quat_xyzw_to_matrix, unproject_depth
+from recon3d.pairwise.init import InitialSolution, initialise_mst, pinhole_intrinsics
 from recon3d.pairwise.pointmaps import PairwisePointmaps
 
 __all__ = ["FOCAL_BREAK", "GlobalAlignment", "global_align"]
@@ -178,23 +178,14 @@ def _result(
     ``cam2world [S,4,4]``, ``focals [S]``, ``pp [S,2]``, ``depth [S,H,W]`` (float64).
     """
     w2c = np.linalg.inv(cam2world) @ cam2world[0]
-    c2w = np.linalg.inv(w2c)
-    num_views = len(focals)
-    intrinsics = np.tile(np.eye(3), (num_views, 1, 1))
-    intrinsics[:, 0, 0] = intrinsics[:, 1, 1] = focals
-    intrinsics[:, :2, 2] = pp
-    height, width = depth.shape[1:]
-    v, u = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-    x = (u - pp[:, 0, None, None]) / focals[:, None, None] * depth
-    y = (v - pp[:, 1, None, None]) / focals[:, None, None] * depth
-    cam = np.stack([x, y, depth], axis=-1)
-    points = np.einsum("sab,shwb->shwa", c2w[:, :3, :3], cam) + c2w[:, None, None, :3, 3]
+    intrinsics = pinhole_intrinsics(focals, pp)
+    points = unproject_depth(depth, w2c, intrinsics, pixel_centre=0.5)
     return GlobalAlignment(
         extrinsics_w2c=w2c.astype(np.float32),
         intrinsics=intrinsics.astype(np.float32),
         depth=depth.astype(np.float32),
         depth_conf=_depth_conf(pm),
-        points=points.astype(np.float32),
+        points=points,
         loss_history=history,
     )
 

@@ -22,12 +22,14 @@ from scipy.spatial.transform import Rotation
 
 from recon3d.errors import InputError
 from recon3d.geometry.align import Sim3, umeyama
+from recon3d.geometry.cameras import unproject_depth
 
 __all__ = [
     "InitialSolution",
     "calibrate_dlt",
     "estimate_focal",
     "initialise_mst",
+    "pinhole_intrinsics",
     "log_weights",
     "pair_scores",
     "pixel_grid",
@@ -307,11 +309,16 @@ def _positive(z: np.ndarray) -> np.ndarray:
     return np.where(good, np.maximum(z, floor), floor)
 
 
+def pinhole_intrinsics(focals: np.ndarray, principal_points: np.ndarray) -> np.ndarray:
+    """``[S,3,3]`` float64 K of square pixels from ``focals [S]`` and ``principal_points [S,2]`` (or ``[2]``)."""
+    intrinsics = np.tile(np.eye(3), (len(focals), 1, 1))
+    intrinsics[:, 0, 0] = intrinsics[:, 1, 1] = focals
+    intrinsics[:, :2, 2] = principal_points
+    return intrinsics
+
+
 def _unproject(depths: np.ndarray, cam2world: np.ndarray, focals: np.ndarray) -> np.ndarray:
     """``[S,H,W,3]`` world points of ``[S,H,W]`` depths, principal point at the image centre."""
     height, width = depths.shape[1:]
-    centred = pixel_grid(height, width) - np.array([width / 2, height / 2])
-    cam = np.concatenate(
-        [centred * depths[..., None] / focals[:, None, None, None], depths[..., None]], axis=-1
-    )
-    return np.einsum("sab,shwb->shwa", cam2world[:, :3, :3], cam) + cam2world[:, None, None, :3, 3]
+    intrinsics = pinhole_intrinsics(focals, np.array([width / 2, height / 2]))
+    return unproject_depth(depths, np.linalg.inv(cam2world), intrinsics, pixel_centre=0.5).astype(np.float64)

@@ -54,18 +54,17 @@ class LinearHead(nn.Module):
 
 def _reassemble_layers(in_dims: list[int], out_dims: tuple[int, ...]) -> nn.ModuleList:
     """Project each hooked layer to its width, then bring it to strides 4, 8, 16, 32 of
-    the 16-pixel token grid (x4 and x2 transposed convolutions, identity, stride-2 conv)."""
-    resamplers: list[nn.Module] = [
-        nn.ConvTranspose2d(out_dims[0], out_dims[0], kernel_size=4, stride=4),
-        nn.ConvTranspose2d(out_dims[1], out_dims[1], kernel_size=2, stride=2),
-        nn.Identity(),
-        nn.Conv2d(out_dims[3], out_dims[3], kernel_size=3, stride=2, padding=1),
+    the 16-pixel token grid (x4 and x2 transposed convolutions, none, stride-2 conv)."""
+    resamplers: list[list[nn.Module]] = [
+        [nn.ConvTranspose2d(out_dims[0], out_dims[0], kernel_size=4, stride=4)],
+        [nn.ConvTranspose2d(out_dims[1], out_dims[1], kernel_size=2, stride=2)],
+        [],
+        [nn.Conv2d(out_dims[3], out_dims[3], kernel_size=3, stride=2, padding=1)],
     ]
-    layers = nn.ModuleList()
-    for in_dim, out_dim, resample in zip(in_dims, out_dims, resamplers):
-        project = nn.Conv2d(in_dim, out_dim, kernel_size=1)
-        layers.append(nn.Sequential(project) if isinstance(resample, nn.Identity) else nn.Sequential(project, resample))
-    return layers
+    return nn.ModuleList(
+        nn.Sequential(nn.Conv2d(in_dim, out_dim, kernel_size=1), *resample)
+        for in_dim, out_dim, resample in zip(in_dims, out_dims, resamplers)
+    )
 
 
 class DPTAdapter(nn.Module):
