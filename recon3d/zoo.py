@@ -56,16 +56,16 @@ def _untrained_small_config() -> VGGTConfig:
 
 
 def recon3d_tiny_config() -> VGGTConfig:
-    """recon3d-tiny: a 28-pixel-patch VGGT at width 504.
+    """recon3d-tiny: a 28-pixel-patch VGGT working at width 252.
 
-    28-pixel patches give a quarter of the tokens of VGGT's 14-pixel patches at the
-    same image size, so global attention costs a sixteenth: 8 views at 504x392 run in
-    about a second on two CPU cores, and the model trains at the resolution it is used
-    at (no position extrapolation). The point-map head is left out; points come from
-    depth and cameras.
+    28-pixel patches at width 252 give 9x7 tokens per 4:3 view, so 8 views run in well
+    under a second on two CPU cores and a training step costs a few tenths of a second:
+    on a CPU budget the model gets many steps rather than fine pixels. It trains at the
+    sizes it is used at (widths 168-280), so positions are never extrapolated. The
+    point-map head is left out; points come from depth and cameras.
     """
     return VGGTConfig(
-        img_size=504, patch_size=28, embed_dim=128, depth=8, num_heads=4,
+        img_size=252, patch_size=28, embed_dim=128, depth=8, num_heads=4,
         patch_embed={"type": "conv"},
         camera_head={"trunk_depth": 2, "num_heads": 4},
         dpt={"features": 32, "out_channels": [32, 64, 128, 128], "intermediate_layer_idx": [1, 3, 5, 7]},

@@ -11,7 +11,7 @@ import torch
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.networks.vggt import VGGTConfig
 from recon3d.synth import make_scene
-from recon3d.train.data import normalise_views, sample_from_scene
+from recon3d.train.data import ScenePool, normalise_views, sample_from_scene
 from recon3d.train.loop import TrainConfig, learning_rate, train
 from recon3d.train.losses import camera_loss, dense_loss
 from recon3d.zoo import load_model
@@ -53,6 +53,21 @@ def test_sample_pose_encoding_decodes_to_the_normalised_cameras():
     assert torch.allclose(decoded, torch.from_numpy(ext[:, :3]).float(), atol=1e-5)
     assert torch.allclose(intrinsics, torch.from_numpy(scene.intrinsics[[2, 0, 3]]).float(), rtol=1e-5)
     assert sample.images.shape == (3, 3, 42, 56) and 0 <= sample.images.min() and sample.images.max() <= 1
+
+
+def test_scene_pool_renders_only_when_asked():
+    # Rendering competes with training for the CPU: drawing samples must reuse pooled
+    # scenes, and only refill() (called every new_scene_every steps) renders new ones.
+    pool = ScenePool({"object": 1.0}, [(56, 42)], views_per_scene=4, pool_size=2, seed=0, workers=0)
+    generator = torch.Generator().manual_seed(0)
+    pool.draw(2, generator)  # an empty pool renders its first scene
+    assert pool.counter == 1
+    for _ in range(5):
+        pool.draw(3, generator)
+    assert pool.counter == 1 and len(pool.pool) == 1
+    for _ in range(3):
+        pool.refill(block=False, max_new=1)
+    assert pool.counter == 4 and len(pool.pool) == 2  # oldest scenes dropped beyond pool_size
 
 
 def test_dense_loss_hand_computed():

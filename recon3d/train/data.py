@@ -205,8 +205,13 @@ class ScenePool:
                 return
 
     def draw(self, num_views: int, generator: torch.Generator, augment: bool = True) -> Sample:
-        """A sample of ``num_views`` views from a random pooled scene of matching size."""
-        self.refill(block=not self.pool)
+        """A sample of ``num_views`` views from a random pooled scene.
+
+        The pool only grows here when it is empty: the caller decides how often new
+        scenes come in (``refill``), so rendering never silently takes over the CPU.
+        """
+        if not self.pool:
+            self.refill(block=True, max_new=1)
         scene = self.pool[int(torch.randint(len(self.pool), (1,), generator=generator))]
         total = scene.num_views
         if scene.kind == "trajectory":

@@ -161,7 +161,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
             (no_decay if param.dim() < 2 or "token" in name or "pos_embed" in name else decay).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95),
+        lr=cfg.lr, betas=(0.9, 0.95), fused=True,  # one kernel for all tensors: several times faster on a CPU
     )
     step, pool_counter = start_step, start_step
     checkpoint = run_dir / "checkpoint.pt"
