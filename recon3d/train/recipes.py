@@ -8,7 +8,7 @@ from recon3d.zoo import recon3d_tiny_config
 RECIPES: dict[str, TrainConfig] = {
     "recon3d-tiny": TrainConfig(
         model=recon3d_tiny_config(),
-        steps=12500,
+        steps=11000,
         lr=4e-4,
         warmup=500,
         max_views=8,

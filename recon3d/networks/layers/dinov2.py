@@ -18,13 +18,14 @@ from recon3d.networks.layers.block import Block
 class PatchEmbed(nn.Module):
     """Non-overlapping ``patch x patch`` convolution: ``[B,3,H,W]`` → ``[B, H/p * W/p, dim]``."""
 
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, norm: bool = False):
         super().__init__()
         self.patch_size = patch_size
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        return self.norm(self.proj(x).flatten(2).transpose(1, 2))
 
 
 class DinoV2(nn.Module):

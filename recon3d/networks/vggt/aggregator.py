@@ -38,7 +38,7 @@ class Aggregator(nn.Module):
         self.aa_block_size = c.aa_block_size
         pe = c.patch_embed
         if pe.type == "conv":
-            self.patch_embed: nn.Module = PatchEmbed(c.patch_size, 3, c.embed_dim)
+            self.patch_embed: nn.Module = PatchEmbed(c.patch_size, 3, c.embed_dim, norm=pe.norm)
         else:
             self.patch_embed = DinoV2(
                 embed_dim=pe.embed_dim, depth=pe.depth, num_heads=pe.num_heads,

@@ -32,6 +32,10 @@ class PatchEmbedConfig:
     interpolate_antialias: bool = True
     interpolate_offset: float = 0.0
     norm_eps: float = 1e-6
+    # conv only: LayerNorm the patch tokens (as a ViT's output is). Without it a conv
+    # embedder trained from scratch drifts to token norms far above what the residual
+    # branches add, and the blocks barely change the tokens (the reference has none).
+    norm: bool = False
 
 
 @dataclass
