@@ -27,6 +27,7 @@ from recon3d.io.atomic import atomic_directory, atomic_path
 from recon3d.jobs import VideoOptions, reconstruct_scene
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
+from recon3d.refine import RefineOptions, refinement_summary
 
 __all__ = ["BatchSettings", "discover_scenes", "load_manifest", "run_batch", "EXECUTORS"]
 
@@ -49,6 +50,7 @@ class BatchSettings:
     video: VideoOptions = field(default_factory=VideoOptions)
     token_merging: MergeConfig | None = None
     pairwise: PairwiseOptions | None = None
+    refine: RefineOptions | None = None
 
 
 def discover_scenes(root: str | Path) -> dict[str, Path]:
@@ -120,7 +122,7 @@ def process_scene(name: str, source: str, out_root: str, settings: BatchSettings
             result = reconstruct_scene(
                 [source], tmp, settings.formats, settings.options, model=model, device=settings.device,
                 precision=settings.precision, preprocess_mode=settings.preprocess_mode, video=settings.video,
-                token_merging=settings.token_merging, pairwise=settings.pairwise,
+                token_merging=settings.token_merging, pairwise=settings.pairwise, refine=settings.refine,
             )
         entry.update(
             status="done", views=result.prediction.num_views, model=result.prediction.model_name,
@@ -128,6 +130,9 @@ def process_scene(name: str, source: str, out_root: str, settings: BatchSettings
             outputs=sorted(str(p.relative_to(tmp)) for paths in result.report.files.values() for p in paths),
             error=None,
         )
+        refinement = result.prediction.refinement
+        if refinement is not None:
+            entry["refinement"] = refinement_summary(refinement, result.prediction.names)
     except Recon3DError as err:
         entry.update(status="failed", error=str(err))
     except Exception as err:  # noqa: BLE001 - one broken scene must not stop the batch

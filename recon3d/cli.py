@@ -55,6 +55,13 @@ MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: a
 MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
 SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models. " + GRAPH_HELP)
 ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
+REFINE_OPT = typer.Option("none", "--refine", help="Geometric refinement after the network: none, or ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks).")
+
+
+def _refine_options(refine: str):
+    from recon3d.refine import RefineOptions
+
+    return RefineOptions(method=refine.strip().lower())
 
 
 def _pairwise_options(scene_graph: str, align_iters: int):
@@ -94,6 +101,7 @@ def predict(
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
+    refine: str = REFINE_OPT,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.pipeline import reconstruct
@@ -103,6 +111,7 @@ def predict(
         raise Recon3DError(f"output '{output}' must end in .npz")
     _check_mode(mode)
     pairwise = _pairwise_options(scene_graph, align_iters)
+    refinement = _refine_options(refine)
     if fps is not None and every_n is not None:
         raise Recon3DError("give either --fps or --every-n, not both")
     start = time.perf_counter()
@@ -111,6 +120,7 @@ def predict(
             inputs, model, device=device, precision=precision, preprocess_mode=mode,
             video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
             on_stage=lambda name: status.update(f"{name}…"), token_merging=merging, pairwise=pairwise,
+            refine=refinement,
         )
         status.update("writing")
         prediction.save_npz(output)
@@ -119,6 +129,8 @@ def predict(
         f"[green]wrote[/green] {output}: {prediction.num_views} views at {w}x{h} "
         f"with model {prediction.model_name} in {time.perf_counter() - start:.1f} s"
     )
+    if prediction.refinement is not None:
+        _print_refinement(prediction)
 
 
 def _parse_list(value: str, allowed: tuple[str, ...], flag: str, *, all_word: str | None = None) -> list[str]:
@@ -188,6 +200,7 @@ def reconstruct(
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
+    refine: str = REFINE_OPT,
 ) -> None:
     """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -200,6 +213,7 @@ def reconstruct(
         raise Recon3DError(f"output '{output}' exists and is not a folder")
     merging = _merge_config(merge)
     pairwise = _pairwise_options(scene_graph, align_iters)
+    refinement = _refine_options(refine)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks: list[int] = []
@@ -218,9 +232,25 @@ def reconstruct(
 
         result = reconstruct_scene(inputs, output, formats, options, model=model, device=device, precision=precision,
                                    preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage,
-                                   on_progress=on_progress, token_merging=merging, pairwise=pairwise)
+                                   on_progress=on_progress, token_merging=merging, pairwise=pairwise,
+                                   refine=refinement)
         finish_stage()
     _print_summary(result, output)
+
+
+def _print_refinement(pred) -> None:
+    """Per-view refinement status and the reprojection error before and after."""
+    refinement = pred.refinement
+    colour = "green" if refinement.status == "refined" else "yellow"
+    table = Table(title=f"refinement ({refinement.method}): [{colour}]{refinement.status}[/{colour}], "
+                        f"{refinement.seconds:.1f} s", show_header=True)
+    for column in ("view", "status", "depth scale", "detail"):
+        table.add_column(column)
+    for view, name in enumerate(pred.names or [str(v) for v in range(pred.num_views)]):
+        table.add_row(escape(name), refinement.view_status[view], f"{refinement.depth_scale[view]:.3f}",
+                      escape(refinement.view_reason[view]))
+    console.print(table)
+    console.print(f"refinement: {escape(refinement.reason)}")
 
 
 def _print_summary(result, output: Path) -> None:
@@ -236,6 +266,8 @@ def _print_summary(result, output: Path) -> None:
     counts = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.report.counts.items())
     if counts:
         console.print(counts)
+    if pred.refinement is not None:
+        _print_refinement(pred)
     console.print(f"[green]wrote[/green] into {escape(str(output))}: " + ", ".join(
         escape(str(p.relative_to(output))) for paths in result.report.files.values() for p in paths))
 
@@ -269,6 +301,7 @@ def batch(
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
+    refine: str = REFINE_OPT,
 ) -> None:
     """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -279,7 +312,8 @@ def batch(
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
                                         frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
     settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames),
-                             _merge_config(merge), _pairwise_options(scene_graph, align_iters))
+                             _merge_config(merge), _pairwise_options(scene_graph, align_iters),
+                             _refine_options(refine))
     discover_scenes(root)  # a bad root is reported before any progress display
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -330,13 +364,15 @@ def evaluate(
     max_views: Optional[int] = typer.Option(None, "--max-views", min=2, help="Evaluate on at most this many views, evenly spread."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Run the classical pycolmap baseline (SIFT, exhaustive matching, incremental mapping) beside the model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    refine: str = REFINE_OPT,
 ) -> None:
     """Score a model's cameras, depth and geometry against ground truth, beside pycolmap."""
     from recon3d.eval.harness import run_eval_cli
 
     if not scene.is_dir():
         raise Recon3DError(f"scene folder '{scene}' does not exist")
-    run_eval_cli(scene, model, json_path=json_path, max_views=max_views, baseline=baseline, device=device)
+    run_eval_cli(scene, model, json_path=json_path, max_views=max_views, baseline=baseline, device=device,
+                 refine=_refine_options(refine))
 
 
 @app.command()

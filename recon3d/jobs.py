@@ -15,6 +15,7 @@ import torch
 from recon3d.exports import ExportOptions, ExportReport, export_scene
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
+from recon3d.refine import RefineOptions
 from recon3d.types import Prediction
 
 __all__ = ["VideoOptions", "SceneResult", "StageClock", "reconstruct_scene"]
@@ -79,6 +80,7 @@ def reconstruct_scene(
     on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
     pairwise: PairwiseOptions | None = None,
+    refine: RefineOptions | None = None,
 ) -> SceneResult:
     """Reconstruct the views named by ``inputs`` and write ``formats`` into ``out_dir``.
 
@@ -94,7 +96,7 @@ def reconstruct_scene(
     loaded = collect_inputs(inputs, video_every_n=video.every_n, video_fps=video.fps, video_max_frames=video.max_frames)
     prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
                              on_stage=clock.stage, on_progress=on_progress, token_merging=token_merging,
-                             pairwise=pairwise)
+                             pairwise=pairwise, refine=refine)
     report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded],
                           on_stage=clock.stage)
     clock.stop()

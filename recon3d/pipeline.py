@@ -13,6 +13,7 @@ from recon3d.errors import InputError
 from recon3d.networks.dust3r import DUSt3R
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
+from recon3d.refine import RefineOptions, refine_prediction
 from recon3d.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def reconstruct(
     on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
     pairwise: PairwiseOptions | None = None,
+    refine: RefineOptions | None = None,
 ) -> Prediction:
     """Predict cameras, depth and point maps for unposed photos.
 
@@ -121,6 +123,8 @@ def reconstruct(
         token_merging: merge tokens in VGGT's global attention (long sequences; see
             `recon3d.networks.token_merging`); None runs dense attention.
         pairwise: scene graph and global alignment settings of two-view (DUSt3R) models.
+        refine: geometric refinement after the network (`recon3d.refine`: feature tracks
+            on the original photos and bundle adjustment); None or method "none" skips it.
 
     Returns:
         A ``Prediction`` whose world frame is the first view's camera.
@@ -152,7 +156,7 @@ def reconstruct(
             model.set_token_merging(token_merging)
         arrays = predict_tensors(model, batch.images)
     info = getattr(model, "info", None)
-    return Prediction(
+    prediction = Prediction(
         images=batch.images.numpy().astype(np.float32),
         to_original=np.asarray(batch.to_original, dtype=np.float32),
         original_sizes=np.asarray(batch.original_sizes, dtype=np.int64),
@@ -160,3 +164,7 @@ def reconstruct(
         model_name=info.name if info else type(model).__name__,
         **arrays,
     )
+    if refine is not None and refine.method != "none":
+        stage("refine")
+        prediction = refine_prediction(prediction, pil_images, refine, on_progress=on_progress)
+    return prediction

@@ -37,6 +37,7 @@ class Prediction:
         original_sizes: ``[S,2]`` original image sizes as (height, width).
         names: one name per view (file name or video frame id).
         model_name: the network that produced the prediction.
+        refinement: what geometric refinement (``recon3d.refine``) did, when it ran.
     """
 
     images: np.ndarray
@@ -50,6 +51,7 @@ class Prediction:
     original_sizes: np.ndarray
     names: list[str] = field(default_factory=list)
     model_name: str = ""
+    refinement: Refinement | None = None
 
     @property
     def num_views(self) -> int:
@@ -113,9 +115,11 @@ class Prediction:
         """Write every field to a compressed ``.npz`` (atomically: temp file, then rename)."""
         from recon3d.io.atomic import atomic_path
 
-        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "refinement"}
         arrays["names"] = np.asarray(self.names, dtype=str)
         arrays["model_name"] = np.asarray(self.model_name, dtype=str)
+        if self.refinement is not None:
+            arrays.update(self.refinement.to_arrays())
         import zipfile
 
         # np.savez_compressed deflates at level 6: 13 s for 8 views at 518x392. Level 1
@@ -129,7 +133,8 @@ class Prediction:
     @classmethod
     def load_npz(cls, path: str | Path) -> Prediction:
         with np.load(path, allow_pickle=False) as data:
-            kwargs = {f.name: data[f.name] for f in fields(cls)}
+            kwargs = {f.name: data[f.name] for f in fields(cls) if f.name != "refinement"}
+            kwargs["refinement"] = Refinement.from_arrays(data)
         kwargs["names"] = [str(n) for n in kwargs["names"]]
         kwargs["model_name"] = str(kwargs["model_name"])
         return cls(**kwargs)
@@ -193,3 +198,96 @@ class Mesh:
     @property
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
+
+
+@dataclass
+class FeatureTracks:
+    """Multi-view feature tracks: 3D points and where each view observed them.
+
+    Attributes:
+        xyz: ``[T,3]`` float64 world points (the prediction's world frame and units).
+        colors: ``[T,3]`` uint8 RGB.
+        track: ``[M]`` int64 index into ``xyz`` of each observation.
+        view: ``[M]`` int64 view of each observation.
+        xy: ``[M,2]`` float64 keypoint positions in original-image pixels (continuous
+            convention: the upper-left pixel's centre is at (0.5, 0.5)).
+    """
+
+    xyz: np.ndarray
+    colors: np.ndarray
+    track: np.ndarray
+    view: np.ndarray
+    xy: np.ndarray
+
+    @property
+    def num_tracks(self) -> int:
+        return int(self.xyz.shape[0])
+
+    @property
+    def num_observations(self) -> int:
+        return int(self.track.shape[0])
+
+
+@dataclass
+class Refinement:
+    """What geometric refinement did to a prediction (see ``recon3d.refine``).
+
+    Attributes:
+        method: ``"ba"`` (features, tracks and bundle adjustment).
+        status: ``"refined"`` or ``"failed"`` (the network's cameras were kept).
+        reason: why it failed, or a short summary when it did not.
+        view_status: per view ``"refined"``, ``"kept"`` (network camera kept: the view
+            had too few verified matches) or ``"failed"`` (the whole refinement failed).
+        view_reason: per view, a few words on its status.
+        view_start: per view, where bundle adjustment started from: ``"network"`` (its
+            predicted pose agreed with its matches), ``"matches"`` (the predicted pose
+            disagreed and was replaced) or ``""`` (not adjusted).
+        reprojection_before: mean reprojection error (original pixels; COLMAP's definition:
+            the mean over tracks of each track's mean) of the tracks lifted with the
+            network's depth and cameras, in the network's cameras.
+        reprojection_after: the same after bundle adjustment, measured on the stored
+            (float32) cameras; NaN when refinement failed.
+        depth_scale, depth_shift: ``[S]`` per-view fit ``depth_refined = scale * depth + shift``.
+        seconds: wall time of the refinement.
+        tracks: the adjusted tracks (None when refinement failed).
+    """
+
+    method: str
+    status: str
+    reason: str
+    view_status: list[str]
+    view_reason: list[str]
+    view_start: list[str]
+    reprojection_before: float
+    reprojection_after: float
+    depth_scale: np.ndarray
+    depth_shift: np.ndarray
+    seconds: float = 0.0
+    tracks: FeatureTracks | None = None
+
+    _SCALARS = ("method", "status", "reason", "reprojection_before", "reprojection_after", "seconds")
+    _LISTS = ("view_status", "view_reason", "view_start")
+    _ARRAYS = ("depth_scale", "depth_shift")
+    _TRACK_FIELDS = ("xyz", "colors", "track", "view", "xy")
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``refinement_*`` arrays for an ``.npz`` (no pickled objects)."""
+        out = {f"refinement_{k}": np.asarray(getattr(self, k)) for k in self._SCALARS + self._ARRAYS}
+        out.update({f"refinement_{k}": np.asarray(getattr(self, k), dtype=str) for k in self._LISTS})
+        if self.tracks is not None:
+            out.update({f"refinement_tracks_{k}": getattr(self.tracks, k) for k in self._TRACK_FIELDS})
+        return out
+
+    @classmethod
+    def from_arrays(cls, data) -> Refinement | None:
+        """Inverse of `to_arrays` over a mapping of arrays; None when it holds no refinement."""
+        if "refinement_status" not in data:
+            return None
+        kwargs = {k: data[f"refinement_{k}"].item() for k in cls._SCALARS}
+        kwargs.update({k: str(kwargs[k]) for k in ("method", "status", "reason")})
+        kwargs.update({k: float(kwargs[k]) for k in ("reprojection_before", "reprojection_after", "seconds")})
+        kwargs.update({k: [str(x) for x in data[f"refinement_{k}"]] for k in cls._LISTS})
+        kwargs.update({k: np.asarray(data[f"refinement_{k}"]) for k in cls._ARRAYS})
+        if "refinement_tracks_xyz" in data:
+            kwargs["tracks"] = FeatureTracks(**{k: np.asarray(data[f"refinement_tracks_{k}"]) for k in cls._TRACK_FIELDS})
+        return cls(**kwargs)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from recon3d.errors import InputError
 from recon3d.eval.metrics import AUC_THRESHOLDS, camera_metrics, depth_metrics, point_cloud_metrics, resample_to_model_grid
 from recon3d.geometry.align import align_camera_centres
 from recon3d.types import Prediction
+
+if TYPE_CHECKING:
+    from recon3d.refine import RefineOptions
 
 __all__ = ["SceneReference", "load_scene_reference", "select_views", "evaluate_prediction", "evaluate_baseline", "evaluate",
            "format_report", "run_eval_cli"]
@@ -230,7 +233,8 @@ def _json_ready(value: Any) -> Any:
 
 
 def _run_model(
-    paths: list[Path], model: str | Path | torch.nn.Module, device: str, on_stage: Callable[[str], None]
+    paths: list[Path], model: str | Path | torch.nn.Module, device: str, on_stage: Callable[[str], None],
+    refine: RefineOptions | None = None,
 ) -> tuple[Prediction, float, float]:
     """``(prediction, load_time_s, reconstruct_time_s)``; loading is timed apart from inference."""
     from recon3d.pipeline import reconstruct, resolve_device
@@ -242,7 +246,7 @@ def _run_model(
         model = load_model(model, device=resolve_device(device))
     loaded = time.perf_counter()
     on_stage("reconstruct")
-    prediction = reconstruct(paths, model, device=device)
+    prediction = reconstruct(paths, model, device=device, refine=refine)
     return prediction, loaded - start, time.perf_counter() - loaded
 
 
@@ -285,6 +289,7 @@ def evaluate(
     max_points: int = DEFAULT_MAX_POINTS,
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
+    refine: RefineOptions | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` (and optionally COLMAP) on a scene and score both against its reference.
 
@@ -297,6 +302,7 @@ def evaluate(
         max_points: subsampling cap per cloud for the geometry metrics.
         seed: subsampling seed.
         on_stage: called with a short stage name as work progresses.
+        refine: geometric refinement after the network (its time counts in the model's).
 
     Returns:
         A JSON-ready dict: ``scene``, ``kind``, ``views`` (names evaluated), ``methods``
@@ -307,11 +313,11 @@ def evaluate(
     stage = on_stage or (lambda name: None)
     reference = load_scene_reference(scene_dir)
     paths = select_views(reference.image_paths, max_views)
-    prediction, load_time, run_time = _run_model(paths, model, device, stage)
+    prediction, load_time, run_time = _run_model(paths, model, device, stage, refine)
     stage("metrics")
     methods = [{
         "method": "recon3d",
-        "model": prediction.model_name,
+        "model": prediction.model_name + (" + refine" if prediction.refinement is not None else ""),
         "time_s": run_time,
         "load_time_s": load_time,
         "num_views": prediction.num_views,
@@ -383,6 +389,7 @@ def run_eval_cli(
     baseline: bool = True,
     device: str = "auto",
     max_points: int = DEFAULT_MAX_POINTS,
+    refine: RefineOptions | None = None,
 ) -> dict[str, Any]:
     """``recon3d eval``: evaluate, print the table and notes, write the report to ``json_path`` atomically.
 
@@ -395,7 +402,7 @@ def run_eval_cli(
     console = Console()
     with console.status("evaluating") as status:
         report = evaluate(scene_dir, model, max_views=max_views, baseline=baseline, device=device,
-                          max_points=max_points, on_stage=lambda name: status.update(name))
+                          max_points=max_points, on_stage=lambda name: status.update(name), refine=refine)
     console.print(format_report(report))
     for note in report["notes"]:
         console.print(f"note: {note}")

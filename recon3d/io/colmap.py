@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from recon3d.io.atomic import atomic_directory
-from recon3d.types import Prediction
+from recon3d.types import FeatureTracks, Prediction
 
-__all__ = ["CAMERA_MODELS", "colmap_cameras", "point_tracks", "build_reconstruction", "write_colmap"]
+__all__ = ["CAMERA_MODELS", "colmap_cameras", "point_tracks", "build_reconstruction", "reconstruction_from_tracks",
+           "write_colmap"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,59 @@ def point_tracks(
     return xyz, observations
 
 
+def reconstruction_from_tracks(
+    names: Sequence[str],
+    cameras: Sequence[tuple[int, int, list[float]]],
+    camera_model: str,
+    extrinsics_w2c: np.ndarray,
+    tracks: FeatureTracks,
+    views: Sequence[int] | None = None,
+    shared_camera: bool = False,
+):
+    """A ``pycolmap.Reconstruction`` holding feature tracks (real 2D observations).
+
+    Args:
+        names: image name per view; cameras: per view ``(width, height, params)`` at the
+            original size (`colmap_cameras`); camera_model: PINHOLE or SIMPLE_PINHOLE.
+        extrinsics_w2c: ``[S,4,4]`` world-to-camera.
+        tracks: points and their observations in original-image pixels.
+        views: the views to include (default all); observations in other views are
+            dropped, and so are tracks left with fewer than two observations.
+        shared_camera: one camera (view ``views[0]``'s) for every image.
+
+    Returns:
+        ``(reconstruction, point_ids)``: image ids are view + 1; ``point_ids [T]`` is each
+        track's point3D id, 0 for a dropped track.
+    """
+    import pycolmap
+
+    views = list(range(len(names))) if views is None else [int(v) for v in views]
+    included = np.isin(tracks.view, views)
+    track_len = np.bincount(tracks.track[included], minlength=tracks.num_tracks)
+    used = included & (track_len[tracks.track] >= 2)
+    reconstruction = pycolmap.Reconstruction()
+    point_tracks_ = [pycolmap.Track() for _ in range(tracks.num_tracks)]
+    for view in views:
+        width, height, params = cameras[view]
+        camera_id = views[0] + 1 if shared_camera else view + 1
+        if not reconstruction.exists_camera(camera_id):
+            reconstruction.add_camera_with_trivial_rig(pycolmap.Camera(
+                model=camera_model, width=width, height=height, params=params, camera_id=camera_id))
+        mine = np.flatnonzero(used & (tracks.view == view))
+        image = pycolmap.Image(name=names[view], keypoints=tracks.xy[mine].astype(np.float64), camera_id=camera_id,
+                               image_id=view + 1)
+        w2c = np.asarray(extrinsics_w2c[view], dtype=np.float64)
+        reconstruction.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(w2c[:3, :3]), w2c[:3, 3]))
+        for point2d_index, track_index in enumerate(tracks.track[mine]):
+            point_tracks_[track_index].add_element(view + 1, point2d_index)
+    point_ids = np.zeros(tracks.num_tracks, dtype=np.int64)
+    for index in np.flatnonzero(track_len >= 2):
+        point_ids[index] = reconstruction.add_point3D(tracks.xyz[index].astype(np.float64), point_tracks_[index],
+                                                      tracks.colors[index].astype(np.uint8))
+    reconstruction.update_point_3d_errors()
+    return reconstruction, point_ids
+
+
 def build_reconstruction(
     pred: Prediction,
     keep: np.ndarray | None = None,
@@ -98,8 +152,20 @@ def build_reconstruction(
     depth_tolerance: float = 0.01,
     seed: int = 0,
 ):
-    """A ``pycolmap.Reconstruction`` of the prediction (see the module docstring)."""
+    """A ``pycolmap.Reconstruction`` of the prediction (see the module docstring).
+
+    When the prediction was refined (``recon3d.refine``), its feature tracks are the
+    points3D, with their keypoints as observations; ``keep`` and ``max_points`` then do
+    not apply.
+    """
     import pycolmap
+
+    tracks = pred.refinement.tracks if pred.refinement is not None else None
+    if tracks is not None:
+        views = np.flatnonzero(pred.valid_cameras())
+        return reconstruction_from_tracks(pred.names or [f"{v:04d}.png" for v in range(pred.num_views)],
+                                          colmap_cameras(pred, camera_model), camera_model,
+                                          pred.extrinsics_w2c, tracks, views)[0]
 
     points, depth, _ = pred.view_points(point_source)
     valid = pred.usable_pixels(points, depth)

@@ -1,0 +1,141 @@
+"""SIFT keypoints on the original photos, descriptor matching and geometric verification.
+
+Keypoints are in original-image pixels with the continuous convention (the upper-left
+pixel's centre at (0.5, 0.5)), which is what COLMAP's SIFT returns and what
+``Prediction.to_original`` maps model pixels into.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+
+
+@dataclass
+class ViewFeatures:
+    """keypoints ``[N,2]`` float64 original pixels; descriptors ``[N,128]`` float32, unit length."""
+
+    keypoints: np.ndarray
+    descriptors: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096, max_image_size: int = 1600,
+                     peak_threshold: float = 0.002, threads: int = -1) -> list[ViewFeatures]:
+    """SIFT (COLMAP's CPU implementation, RootSIFT-normalised) on each image's grey levels.
+
+    ``peak_threshold`` is a third of COLMAP's default (0.0067): low-contrast surfaces
+    (smooth walls, rendered textures) then still give keypoints; ``max_features`` keeps
+    the count bounded on busy photos.
+
+    Images larger than ``max_image_size`` on their long side are shrunk for detection;
+    keypoints are scaled back to the original pixels.
+    """
+    import pycolmap
+
+    options = pycolmap.FeatureExtractionOptions()
+    options.num_threads = threads
+    options.sift.max_num_features = max_features
+    options.sift.peak_threshold = peak_threshold
+    extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+    features = []
+    for image in images:
+        grey = image.convert("L")
+        factor = min(1.0, max_image_size / max(grey.size))
+        if factor < 1.0:
+            grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
+                               PIL.Image.Resampling.LANCZOS)
+        keypoints, descriptors = extractor.extract_from_uint8_array(np.ascontiguousarray(np.asarray(grey)))
+        xy = np.array([(k.x, k.y) for k in keypoints], dtype=np.float64).reshape(-1, 2)
+        xy *= np.array([image.width / grey.width, image.height / grey.height])
+        desc = torch.from_numpy(np.asarray(descriptors.data, dtype=np.float32).reshape(-1, 128))
+        features.append(ViewFeatures(xy, torch.nn.functional.normalize(desc, dim=1)))
+    return features
+
+
+def match_descriptors(desc_a: torch.Tensor, desc_b: torch.Tensor, ratio: float = 0.8) -> np.ndarray:
+    """Mutual nearest neighbours passing Lowe's ratio test in both directions.
+
+    Args:
+        desc_a, desc_b: ``[Na,D]``, ``[Nb,D]`` unit-length descriptors.
+        ratio: largest allowed distance ratio of the best to the second-best match.
+
+    Returns:
+        ``[M,2]`` int64 index pairs (into a, into b).
+    """
+    if len(desc_a) < 2 or len(desc_b) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    similarity = desc_a @ desc_b.T
+    # Top-2 along rows of contiguous matrices: several times faster than along columns.
+    top_ab = similarity.topk(2, dim=1)
+    top_ba = similarity.T.contiguous().topk(2, dim=1)
+    # For unit vectors |a-b|^2 = 2 - 2 a.b.
+    dist_ab = (2 - 2 * top_ab.values).clamp_min(0).sqrt()
+    dist_ba = (2 - 2 * top_ba.values).clamp_min(0).sqrt()
+    best_b = top_ab.indices[:, 0]
+    a_index = torch.arange(len(desc_a))
+    mutual = top_ba.indices[best_b, 0] == a_index
+    passes = (dist_ab[:, 0] < ratio * dist_ab[:, 1]) & (dist_ba[best_b, 0] < ratio * dist_ba[best_b, 1])
+    keep = mutual & passes
+    return torch.stack([a_index[keep], best_b[keep]], dim=1).numpy().astype(np.int64)
+
+
+def verify_matches(xy_a: np.ndarray, xy_b: np.ndarray, matches: np.ndarray, max_error_px: float = 4.0,
+                   min_inliers: int = 15, seed: int = 0) -> np.ndarray:
+    """Matches consistent with one fundamental matrix (LO-RANSAC); empty when fewer than ``min_inliers``."""
+    import pycolmap
+
+    if len(matches) < max(8, min_inliers):
+        return matches[:0]
+    options = pycolmap.RANSACOptions()
+    options.max_error = max_error_px
+    options.random_seed = seed
+    result = pycolmap.estimate_fundamental_matrix(xy_a[matches[:, 0]], xy_b[matches[:, 1]], options)
+    if result is None:
+        return matches[:0]
+    inliers = np.asarray(result["inlier_mask"], dtype=bool)
+    return matches[inliers] if inliers.sum() >= min_inliers else matches[:0]
+
+
+def select_pairs(extrinsics_w2c: np.ndarray, points: np.ndarray, intrinsics: np.ndarray, image_hw: tuple[int, int],
+                 exhaustive_up_to: int = 40, neighbours: int = 8, sequential: int = 3) -> list[tuple[int, int]]:
+    """Pairs of views to match: every pair for small sets, else near-linear in the views.
+
+    For more than ``exhaustive_up_to`` views each view is paired with the ``neighbours``
+    views that see most of its predicted points (projected through the predicted
+    cameras) and with its ``sequential`` successors in input order (videos, and a
+    fallback when the predicted cameras are poor).
+
+    Args:
+        extrinsics_w2c: ``[S,4,4]`` predicted cameras; points ``[S,h,w,3]`` a coarse grid
+            of each view's predicted world points; intrinsics ``[S,3,3]`` model pixels;
+            image_hw: model image size.
+    """
+    num_views = len(extrinsics_w2c)
+    if num_views <= exhaustive_up_to:
+        return [(i, j) for i in range(num_views) for j in range(i + 1, num_views)]
+    height, width = image_hw
+    overlap = np.zeros((num_views, num_views))
+    flat = points.reshape(num_views, -1, 3).astype(np.float64)
+    for j in range(num_views):
+        cam = flat @ extrinsics_w2c[j, :3, :3].T.astype(np.float64) + extrinsics_w2c[j, :3, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pix = cam @ intrinsics[j].T.astype(np.float64)
+            u, v = pix[..., 0] / pix[..., 2], pix[..., 1] / pix[..., 2]
+            inside = (cam[..., 2] > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+        overlap[:, j] = inside.mean(axis=1)
+    # Views with the same predicted centre (a collapsed prediction) cannot be told
+    # apart by overlap; sequential pairs still connect them.
+    np.fill_diagonal(overlap, -1.0)
+    pairs = set()
+    for i in range(num_views):
+        for j in np.argsort(-(overlap[i] + overlap[:, i]))[:neighbours]:
+            pairs.add((min(i, int(j)), max(i, int(j))))
+        for j in range(i + 1, min(num_views, i + 1 + sequential)):
+            pairs.add((i, j))
+    return sorted(pairs)

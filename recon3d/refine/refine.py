@@ -1,0 +1,362 @@
+"""``refine_prediction``: feature tracks and bundle adjustment on top of any network's prediction.
+
+Features are SIFT on the original photos, matched over all pairs (small sets) or over
+pairs chosen from the predicted cameras (long sequences), verified by a fundamental
+matrix. Cameras start from a spanning tree of per-pair 3D-3D similarities of the
+keypoints lifted with the predicted depth, keeping the network's relative pose where it
+agrees (so a collapsed or wrong prediction is replaced, a good one kept), then pycolmap
+adjusts poses, focal lengths and track points. Each view's dense depth is finally fitted
+to the adjusted tracks (scale and shift), so depth, point maps, Gaussians and meshes
+follow the refined cameras. When anything fails, the network's cameras are kept and the
+``Refinement`` record says why: refinement never makes a scene worse silently.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import PIL.Image
+
+from recon3d.errors import InputError
+from recon3d.io.colmap import colmap_cameras
+from recon3d.geometry.align import Sim3
+from recon3d.refine.bundle import bundle_adjust, mean_track_error, reprojection_errors, subset_tracks
+from recon3d.refine.features import extract_features, match_descriptors, select_pairs, verify_matches
+from recon3d.refine.initial import (InitialPoses, chain_poses, consistent_motions, essential_motion, lift_keypoints,
+                                    ransac_similarity)
+from recon3d.refine.tracks import build_tracks
+from recon3d.types import FeatureTracks, Prediction, Refinement
+
+log = logging.getLogger(__name__)
+
+REFINE_METHODS = ("none", "ba")
+
+
+@dataclass
+class RefineOptions:
+    """Settings of ``refine_prediction``.
+
+    Attributes:
+        method: ``"none"`` or ``"ba"``.
+        max_features: SIFT keypoints per image.
+        max_image_size: long side at which features are detected (larger photos shrink).
+        peak_threshold: SIFT's contrast threshold (see `extract_features`).
+        ratio: Lowe's ratio test threshold.
+        min_pair_inliers: verified matches a pair needs to count.
+        exhaustive_up_to: match every pair up to this many views, else chosen pairs.
+        max_error_px: reprojection error above which an observation is an outlier.
+        shared_intrinsics: ``"auto"`` (one camera when every photo has the same size),
+            ``"yes"`` or ``"no"``.
+        max_focal_change: a refined focal length outside [1/x, x] times the network's is
+            not trusted: bundle adjustment runs again with the focal lengths fixed.
+        min_tracks: fewer tracks than this and refinement gives up.
+    """
+
+    method: str = "ba"
+    max_features: int = 2048
+    max_image_size: int = 1600
+    peak_threshold: float = 0.002
+    ratio: float = 0.8
+    min_pair_inliers: int = 15
+    exhaustive_up_to: int = 40
+    max_error_px: float = 4.0
+    shared_intrinsics: str = "auto"
+    max_focal_change: float = 2.0
+    min_tracks: int = 20
+
+    def __post_init__(self) -> None:
+        if self.method not in REFINE_METHODS:
+            raise InputError(f"refinement must be one of {', '.join(REFINE_METHODS)}, not '{self.method}'")
+        if self.shared_intrinsics not in ("auto", "yes", "no"):
+            raise InputError(f"shared_intrinsics must be auto, yes or no, not '{self.shared_intrinsics}'")
+
+
+def refinement_summary(refinement: Refinement, names: Sequence[str]) -> dict:
+    """A JSON-ready record of a refinement (for batch's manifest.json)."""
+
+    def number(value: float) -> float | None:
+        return round(float(value), 4) if np.isfinite(value) else None
+
+    return {
+        "method": refinement.method,
+        "status": refinement.status,
+        "reason": refinement.reason,
+        "reprojection_before_px": number(refinement.reprojection_before),
+        "reprojection_after_px": number(refinement.reprojection_after),
+        "seconds": round(refinement.seconds, 3),
+        "views": {name: {"status": refinement.view_status[v], "detail": refinement.view_reason[v],
+                         "depth_scale": number(refinement.depth_scale[v]), "depth_shift": number(refinement.depth_shift[v])}
+                  for v, name in enumerate(names)},
+    }
+
+
+class _Failure(Exception):
+    """Refinement cannot proceed; the message is the reason recorded."""
+
+
+def refine_prediction(
+    pred: Prediction,
+    images: Sequence[PIL.Image.Image],
+    options: RefineOptions | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Prediction:
+    """Refine ``pred``'s cameras and depth with feature tracks and bundle adjustment.
+
+    Args:
+        pred: a network's prediction (any model).
+        images: the original photos, one per view, in view order (``pred.to_original``
+            maps the model's pixels into them).
+        options: settings (method ``"none"`` returns ``pred`` unchanged).
+        on_progress: called with ``(done, total)`` over feature extraction and matching.
+
+    Returns:
+        A new ``Prediction`` whose ``refinement`` says what happened per view; with
+        status ``"failed"`` its cameras and depth are the network's.
+    """
+    options = options or RefineOptions()
+    if options.method == "none":
+        return pred
+    if len(images) != pred.num_views:
+        raise InputError(f"refinement needs one original image per view: got {len(images)} for {pred.num_views} views")
+    started = time.perf_counter()
+    try:
+        refined = _refine(pred, images, options, on_progress or (lambda done, total: None))
+    except _Failure as failure:
+        log.warning("refinement failed, keeping the network's cameras: %s", failure)
+        refined = replace(pred, refinement=_failed(pred.num_views, str(failure)))
+    refined.refinement.seconds = time.perf_counter() - started
+    return refined
+
+
+def _failed(num_views: int, reason: str, before: float = float("nan")) -> Refinement:
+    return Refinement("ba", "failed", reason, ["failed"] * num_views, [reason] * num_views, [""] * num_views,
+                      before, float("nan"), np.ones(num_views, np.float32), np.zeros(num_views, np.float32))
+
+
+def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: RefineOptions,
+            on_progress: Callable[[int, int], None]) -> Prediction:
+    num_views = pred.num_views
+    valid = pred.valid_cameras()
+    if valid.sum() < 2:
+        raise _Failure("fewer than two views with usable cameras")
+    w2c = pred.extrinsics_w2c.astype(np.float64)
+    k_model = pred.intrinsics.astype(np.float64)
+    to_original = pred.to_original.astype(np.float64)
+
+    features = extract_features(images, options.max_features, options.max_image_size, options.peak_threshold)
+    step = 8  # a coarse grid of predicted points is enough to judge overlap
+    coarse = pred.points_from_depth()[:, step // 2::step, step // 2::step]
+    pairs = [(i, j) for i, j in select_pairs(w2c, coarse, k_model, pred.image_size_hw, options.exhaustive_up_to)
+             if valid[i] and valid[j]]
+    total = num_views + len(pairs)
+    on_progress(num_views, total)
+    matches: dict[tuple[int, int], np.ndarray] = {}
+    for done, (i, j) in enumerate(pairs):
+        candidates = match_descriptors(features[i].descriptors, features[j].descriptors, options.ratio)
+        verified = verify_matches(features[i].keypoints, features[j].keypoints, candidates,
+                                  options.max_error_px, options.min_pair_inliers)
+        if len(verified):
+            matches[(i, j)] = verified
+        on_progress(num_views + done + 1, total)
+    if not matches:
+        raise _Failure(f"no pair of views has {options.min_pair_inliers} verified feature matches")
+
+    lifted = [lift_keypoints(f.keypoints, to_original[v], k_model[v], pred.depth[v].astype(np.float64))
+              for v, f in enumerate(features)]
+    k_original = np.einsum("sij,sjk->sik", to_original, k_model)
+    motions = {}
+    for (i, j), pair_matches in matches.items():
+        a, b = pair_matches[:, 0], pair_matches[:, 1]
+        motion = essential_motion(features[i].keypoints[a], features[j].keypoints[b], k_original[i], k_original[j],
+                                  lifted[i][a], lifted[j][b], options.max_error_px, options.min_pair_inliers)
+        if motion is None:  # e.g. no baseline: the depth still relates the two views
+            motion, _ = ransac_similarity(lifted[i][a], lifted[j][b], min_inliers=options.min_pair_inliers)
+        if motion is not None:
+            motions[(i, j)] = motion
+    motions = consistent_motions(motions)
+    if not motions:
+        raise _Failure("the feature matches disagree with the predicted depth in every pair")
+    start = chain_poses(num_views, motions, w2c)
+    # Matches of pairs left out (contradicted by their triangles) do not make tracks.
+    matches = {pair: matches[pair] for pair in motions}
+
+    tracks = _tracks(build_tracks([len(f) for f in features], matches), features, images)
+    before = _network_error(pred, subset_tracks(tracks, valid[tracks.view]), w2c, k_original)
+    reached = start.reached & valid
+    tracks = subset_tracks(tracks, reached[tracks.view])
+    start_w2c = w2c.copy()
+    start_w2c[:, :3, :3], start_w2c[:, :3, 3] = start.rotations, start.translations
+    xyz = _track_points(tracks, _lift_observations(pred, tracks), start_w2c, start.scales)
+    tracks = subset_tracks(replace(tracks, xyz=xyz), np.isfinite(xyz).all(1)[tracks.track])
+    if tracks.num_tracks < options.min_tracks:
+        raise _Failure(f"only {tracks.num_tracks} feature tracks link the views (at least {options.min_tracks} needed)")
+
+    adjusted = _adjust(pred, tracks, start_w2c, np.flatnonzero(reached), options)
+    if adjusted.tracks.num_tracks < options.min_tracks:
+        raise _Failure(f"only {adjusted.tracks.num_tracks} tracks survived bundle adjustment")
+    if not adjusted.mean_error <= options.max_error_px:
+        raise _Failure(f"bundle adjustment ended at {adjusted.mean_error:.2f} px mean reprojection error")
+    return _refined_prediction(pred, adjusted, start, reached, before)
+
+
+def _tracks(track_list: list[np.ndarray], features, images: Sequence[PIL.Image.Image]) -> FeatureTracks:
+    """FeatureTracks (xyz still zero) of (view, keypoint) tracks, coloured from the photos."""
+    if not track_list:
+        raise _Failure("the verified matches form no multi-view track")
+    lengths = np.array([len(t) for t in track_list])
+    stacked = np.concatenate(track_list)
+    xy = np.stack([features[v].keypoints[k] for v, k in stacked])
+    rgb = [np.asarray(image.convert("RGB")) for image in images]
+    first = np.r_[0, np.cumsum(lengths)[:-1]]
+    colors = np.stack([rgb[v][min(int(y), rgb[v].shape[0] - 1), min(int(x), rgb[v].shape[1] - 1)]
+                       for v, (x, y) in zip(stacked[first, 0], xy[first])]).astype(np.uint8)
+    return FeatureTracks(np.zeros((len(track_list), 3)), colors, np.repeat(np.arange(len(track_list)), lengths),
+                         stacked[:, 0].astype(np.int64), xy)
+
+
+def _lift_observations(pred: Prediction, tracks: FeatureTracks) -> np.ndarray:
+    """``[M,3]`` camera-frame point of every observation from its view's predicted depth."""
+    cam = np.full((tracks.num_observations, 3), np.nan)
+    for view in np.unique(tracks.view):
+        rows = np.flatnonzero(tracks.view == view)
+        cam[rows] = lift_keypoints(tracks.xy[rows], pred.to_original[view], pred.intrinsics[view],
+                                   pred.depth[view].astype(np.float64))
+    return cam
+
+
+def _track_points(tracks: FeatureTracks, obs_cam: np.ndarray, w2c: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``[T,3]`` per-track median of its observations lifted to the world (NaN without depth).
+
+    ``obs_cam`` holds camera points in predicted-depth units; view v's pose is
+    ``X_cam = scales[v] * (R_v X + t_v)``.
+    """
+    cam = obs_cam / scales[tracks.view, None]
+    world = np.einsum("mji,mj->mi", w2c[tracks.view, :3, :3], cam - w2c[tracks.view, :3, 3])
+    order = np.argsort(tracks.track, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(tracks.track, minlength=tracks.num_tracks))]
+    xyz = np.full((tracks.num_tracks, 3), np.nan)
+    for index in range(tracks.num_tracks):
+        rows = world[order[bounds[index]:bounds[index + 1]]]
+        rows = rows[np.isfinite(rows).all(1)]
+        if len(rows):
+            xyz[index] = np.median(rows, axis=0)
+    return xyz
+
+
+def _network_error(pred: Prediction, tracks: FeatureTracks, w2c: np.ndarray, k_original: np.ndarray) -> float:
+    """Mean reprojection error of the tracks lifted with the network's own depth and cameras."""
+    xyz = _track_points(tracks, _lift_observations(pred, tracks), w2c, np.ones(pred.num_views))
+    return mean_track_error(reprojection_errors(xyz, tracks, w2c, k_original), tracks)
+
+
+def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, views: np.ndarray,
+            options: RefineOptions):
+    """Bundle adjustment with the network's intrinsics as the start (one shared camera when
+    the photos share a size); focal lengths are fixed when they run away."""
+    k = pred.intrinsics.astype(np.float64)
+    square = np.all(np.abs(k[views, 0, 0] / k[views, 1, 1] - 1.0) < 0.02)
+    model = "SIMPLE_PINHOLE" if square else "PINHOLE"
+    cameras = colmap_cameras(pred, model)
+    sizes = {tuple(int(x) for x in pred.original_sizes[v]) for v in views}
+    shared = options.shared_intrinsics == "yes" or (options.shared_intrinsics == "auto" and len(sizes) == 1)
+    if shared:
+        width, height, _ = cameras[views[0]]
+        median = [float(p) for p in np.median([cameras[v][2] for v in views], axis=0)]
+        cameras = [(width, height, median)] * len(cameras)
+    names = pred.names or [f"{v:04d}" for v in range(pred.num_views)]
+    names = [f"{v:04d}_{name}" for v, name in enumerate(names)]  # unique, whatever the input names
+    focal_index = 0
+    start_focal = np.array([c[2][focal_index] for c in cameras])
+    for refine_focal in (True, False):
+        result = bundle_adjust(names, cameras, model, start_w2c, tracks, views, shared_camera=shared,
+                               max_error_px=options.max_error_px, refine_focal=refine_focal)
+        change = result.intrinsics[views, 0, 0] / start_focal[views]
+        if np.all((change > 1 / options.max_focal_change) & (change < options.max_focal_change)):
+            return result
+        log.info("refined focal lengths changed by up to %.2fx; adjusting again with them fixed", change.max())
+    return result
+
+
+def _fit_depth(predicted: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Robust ``target ~ scale * predicted + shift``.
+
+    The scale is the median ratio. A shift is added only when it explains the tracks
+    clearly better (median relative residual down by 30 %): with noisy predicted depth a
+    least-squares line is biased flat (regression dilution), so a shift must earn its place.
+    """
+    ok = np.isfinite(predicted) & np.isfinite(target) & (predicted > 0) & (target > 0)
+    d, z = predicted[ok], target[ok]
+    if len(d) < 3:
+        return 1.0, 0.0
+    scale = float(np.median(z / d))
+    residual = np.abs(z - scale * d) / z
+    inliers = residual < 0.2
+    if inliers.sum() >= 20 and np.ptp(d[inliers]) > 0.1 * np.median(d[inliers]):
+        a, b = np.polyfit(d[inliers], z[inliers], 1)
+        if a > 0 and a * d.min() + b > 0 and np.median(np.abs(z - a * d - b) / z) < 0.7 * np.median(residual):
+            return float(a), float(b)
+    return scale, 0.0
+
+
+def _refined_prediction(pred: Prediction, adjusted, start: InitialPoses, reached: np.ndarray,
+                        before: float) -> Prediction:
+    num_views = pred.num_views
+    tracks = adjusted.tracks
+    observed = np.bincount(tracks.view, minlength=num_views)
+    refined = reached & (observed >= 6)
+    root = start.start.index("root")
+    if not refined[root]:
+        raise _Failure("the reference view lost its tracks in bundle adjustment")
+    network_w2c = pred.extrinsics_w2c.astype(np.float64)
+    # Put the adjusted scene in the network's frame: the root camera where the network
+    # put it, and units in which the root view's depth keeps its predicted scale.
+    obs_cam = _lift_observations(pred, tracks)
+    root_rows = tracks.view == root
+    root_z = (tracks.xyz[tracks.track[root_rows]] @ adjusted.extrinsics_w2c[root, 2, :3]) + adjusted.extrinsics_w2c[root, 2, 3]
+    sigma = float(np.nanmedian(obs_cam[root_rows, 2] / root_z))
+    r_root, t_root = adjusted.extrinsics_w2c[root, :3, :3], adjusted.extrinsics_w2c[root, :3, 3]
+    r_net, t_net = network_w2c[root, :3, :3], network_w2c[root, :3, 3]
+    to_network = Sim3(sigma, r_net.T @ r_root, r_net.T @ (sigma * t_root - t_net))
+    w2c = network_w2c.copy()
+    w2c[refined] = to_network.apply_to_w2c(adjusted.extrinsics_w2c[refined])
+    tracks = subset_tracks(replace(tracks, xyz=to_network.apply(tracks.xyz)), refined[tracks.view])
+
+    intrinsics = pred.intrinsics.astype(np.float64).copy()
+    from_original = np.linalg.inv(pred.to_original.astype(np.float64))
+    intrinsics[refined] = np.einsum("sij,sjk->sik", from_original[refined], adjusted.intrinsics[refined])
+    depth = pred.depth.copy()
+    depth_scale, depth_shift = np.ones(num_views, np.float32), np.zeros(num_views, np.float32)
+    obs_cam = _lift_observations(pred, tracks)
+    track_cam = np.einsum("mij,mj->mi", w2c[tracks.view, :3, :3], tracks.xyz[tracks.track]) + w2c[tracks.view, :3, 3]
+    for view in np.flatnonzero(refined):
+        rows = tracks.view == view
+        depth_scale[view], depth_shift[view] = _fit_depth(obs_cam[rows, 2], track_cam[rows, 2])
+        depth[view] = depth_scale[view] * pred.depth[view] + depth_shift[view]
+    out = replace(pred, extrinsics_w2c=w2c.astype(np.float32), intrinsics=intrinsics.astype(np.float32), depth=depth)
+    out = replace(out, points=out.points_from_depth(), points_conf=out.depth_conf.copy())
+
+    # The error reported is the one of the arrays as stored (float32 cameras), as a COLMAP
+    # export of this prediction will measure it.
+    k_original = np.einsum("sij,sjk->sik", out.to_original.astype(np.float64), out.intrinsics.astype(np.float64))
+    after = mean_track_error(reprojection_errors(tracks.xyz, tracks, out.extrinsics_w2c, k_original), tracks)
+    observed = np.bincount(tracks.view, minlength=num_views)
+    status, reason = [], []
+    for view in range(num_views):
+        if refined[view]:
+            status.append("refined")
+            reason.append(f"{observed[view]} observations; started from the "
+                          + ("network's pose" if start.start[view] in ("network", "root") else "matches (the network's pose disagreed)"))
+        else:
+            status.append("kept")
+            reason.append("camera not finite" if not pred.valid_cameras()[view] else
+                          "too few verified matches with the other views" if not reached[view] else
+                          "too few observations survived bundle adjustment")
+    summary = (f"{int(refined.sum())}/{num_views} views refined, {tracks.num_tracks} tracks, "
+               f"reprojection {before:.2f} -> {after:.2f} px")
+    refinement = Refinement("ba", "refined", summary, status, reason,
+                            [start.start[v] if refined[v] else "" for v in range(num_views)],
+                            before, after, depth_scale, depth_shift, tracks=tracks)
+    return replace(out, refinement=refinement)
