@@ -55,7 +55,7 @@ MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: a
 MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
 SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models. " + GRAPH_HELP)
 ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
-REFINE_OPT = typer.Option("none", "--refine", help="Geometric refinement after the network: none, or ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks).")
+REFINE_OPT = typer.Option("auto", "--refine", help="Geometric refinement after the network: ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks), none, or auto (ba for the embedded default model, whose own cameras are not usable yet; none for the others).")
 
 
 def _refine_options(refine: str):

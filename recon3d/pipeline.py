@@ -124,7 +124,8 @@ def reconstruct(
             `recon3d.networks.token_merging`); None runs dense attention.
         pairwise: scene graph and global alignment settings of two-view (DUSt3R) models.
         refine: geometric refinement after the network (`recon3d.refine`: feature tracks
-            on the original photos and bundle adjustment); None or method "none" skips it.
+            on the original photos and bundle adjustment); None or method "none" skips
+            it, "auto" refines the models whose own cameras need it (the embedded default).
 
     Returns:
         A ``Prediction`` whose world frame is the first view's camera.
@@ -164,6 +165,7 @@ def reconstruct(
         model_name=info.name if info else type(model).__name__,
         **arrays,
     )
+    refine = refine.resolve(info) if refine is not None else None
     if refine is not None and refine.method != "none":
         stage("refine")
         prediction = refine_prediction(prediction, pil_images, refine, on_progress=on_progress)

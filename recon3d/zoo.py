@@ -44,6 +44,8 @@ class ZooEntry:
     gated: bool = False
     local_dir: Path | None = None
     random_init_seed: int | None = None
+    # Its cameras are not usable without geometric refinement: `--refine auto` refines.
+    refine_by_default: bool = False
 
 
 def _untrained_small_config() -> VGGTConfig:
@@ -114,6 +116,7 @@ REGISTRY: dict[str, ZooEntry] = {
         ZooEntry(
             "recon3d-tiny", "recon3d's embedded default: a small VGGT trained on procedural scenes (CPU-friendly)",
             "Apache-2.0", config=recon3d_tiny_config(), local_dir=MODELS_DIR / "recon3d-tiny",
+            refine_by_default=True,
         ),
         ZooEntry(
             "vggt-untrained-small", "Small VGGT with random weights: exercises the pipeline, predicts nothing useful",
@@ -139,6 +142,7 @@ class ModelInfo:
     licence: str
     skipped_keys: list[str] = field(default_factory=list)
     trained: bool = True
+    refine_by_default: bool = False
 
 
 def network_for(config: Config) -> Network:
@@ -378,7 +382,8 @@ def load_model(
     if source_str in REGISTRY:
         entry = REGISTRY[source_str]
         model, origin = _load_entry(entry, revision)
-        info = ModelInfo(entry.name, origin, entry.licence, trained=entry.random_init_seed is None)
+        info = ModelInfo(entry.name, origin, entry.licence, trained=entry.random_init_seed is None,
+                         refine_by_default=entry.refine_by_default)
     elif path.is_dir():
         model, info = _load_dir(path, source_str), ModelInfo(path.name, str(path), "see the model's card")
     elif path.is_file():

@@ -104,7 +104,7 @@ def test_gradio_client_flow(app_server, tmp_path):
     before = calls["network"]
     client = Client(url, verbose=False)
     files = [handle_file(p) for p in sample_images(3)]
-    result = client.predict(files, 1.0, 60, "auto", "auto", "complete", 300, 50, True, ["edges"], "points",
+    result = client.predict(files, 1.0, 60, "auto", "auto", "complete", 300, "auto", 50, True, ["edges"], "points",
                             api_name="/reconstruct")
     viewer, downloads, status = result[0], result[1], result[2]
     assert "export 1" in status and calls["network"] == before + 1

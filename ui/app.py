@@ -75,13 +75,14 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
     # One network run at a time: a second click queues behind the first.
     network_lock = threading.Lock()
 
-    def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, conf, show_cameras, filters,
-                    show, session, progress=gr.Progress()):
+    def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf, show_cameras,
+                    filters, show, session, progress=gr.Progress()):
         from recon3d.io.images import collect_inputs
         from recon3d.networks.token_merging import parse_merge_option
         from recon3d.pairwise.graph import check_scene_graph
         from recon3d.pairwise.reconstruct import PairwiseOptions
         from recon3d.pipeline import reconstruct as run_network
+        from recon3d.refine import RefineOptions
 
         session = session or Session()
         paths = [f if isinstance(f, str) else f.name for f in (files or [])]
@@ -99,7 +100,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             progress(0.1, desc="loading the model")
             model, model_line = config.load_model(model_name)
             # Progress fractions at which each stage starts and ends.
-            spans = {"preprocess": (0.2, 0.3), "network": (0.3, 0.6), "global alignment": (0.6, 0.8)}
+            spans = {"preprocess": (0.2, 0.3), "network": (0.3, 0.6), "global alignment": (0.6, 0.8),
+                     "refine": (0.6, 0.8)}
             current = ["preprocess"]
 
             def on_stage(name: str) -> None:
@@ -113,9 +115,12 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             pairwise = PairwiseOptions(scene_graph=check_scene_graph(str(scene_graph)), align_iters=int(align_iters or 0))
             with network_lock:
                 prediction = run_network(loaded, model, on_stage=on_stage, on_progress=on_progress,
-                                         token_merging=parse_merge_option(merge), pairwise=pairwise)
+                                         token_merging=parse_merge_option(merge), pairwise=pairwise,
+                                         refine=RefineOptions(method=str(refine or "auto")))
         except (Recon3DError, ValueError) as err:
             raise gr.Error(str(err)) from err
+        if prediction.refinement is not None:
+            model_line += f"; refinement {prediction.refinement.status}: {prediction.refinement.reason}"
         session.prediction, session.images, session.model_line = prediction, [x.image for x in loaded], model_line
         names = list(prediction.names)
         progress(0.8, desc="exporting")
@@ -167,6 +172,9 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                                                     "logwin-N, oneref-ID; add -noncyclic to swin/logwin)")
                     align_iters = gr.Number(value=300, minimum=0, precision=0,
                                             label="DUSt3R global alignment iterations")
+                    refine = gr.Dropdown(["auto", "ba", "none"], value="auto",
+                                         label="Refine cameras with feature tracks and bundle adjustment "
+                                               "(auto: for the embedded default model; ba: always)")
                 run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct")
                 status = gr.Markdown(elem_id="status")
                 if config.examples:
@@ -185,8 +193,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Depth and confidence per view", columns=4, height=320)
 
         controls = [conf, frames, show_cameras, filters, show]
-        run.click(reconstruct, [files, fps, max_frames, model_name, merge, scene_graph, align_iters, conf, show_cameras,
-                                filters, show, session],
+        run.click(reconstruct, [files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf,
+                                show_cameras, filters, show, session],
                   [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
                   concurrency_limit=1, api_name="reconstruct")
         # User actions only (.input/.release): Reconstruct itself updates the frame list.

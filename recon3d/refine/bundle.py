@@ -88,9 +88,9 @@ def bundle_adjust(
 ) -> BundleResult:
     """Adjust poses, focal lengths and points of ``views`` with a robust (Cauchy) loss.
 
-    Three rounds: after the first and second, observations whose error exceeds
-    ``3 * max_error_px`` and then ``max_error_px`` are dropped (a track left with fewer
-    than two observations goes with them).
+    Four rounds, the first with the intrinsics fixed; after the second and third,
+    observations whose error exceeds ``3 * max_error_px`` and then ``max_error_px`` are
+    dropped (a track left with fewer than two observations goes with them).
 
     Args:
         names, cameras, camera_model, shared_camera: as `reconstruction_from_tracks`.
@@ -102,10 +102,15 @@ def bundle_adjust(
     w2c = np.array(extrinsics_w2c, dtype=np.float64)
     cams = list(cameras)
     intrinsics = np.zeros((len(names), 3, 3))
-    for round_index, drop_above in enumerate((3 * max_error_px, max_error_px, None)):
+    # Intrinsics stay fixed in the first round: with outliers still in, a free focal
+    # length can bend a weakly linked block of views into a wrong minimum. Nothing is
+    # dropped before the focal length has been adjusted: a wrong starting focal length
+    # alone puts good observations far from their points.
+    schedule = ((False, None), (refine_focal, 3 * max_error_px), (refine_focal, max_error_px), (refine_focal, None))
+    for refine_round_focal, drop_above in schedule:
         reconstruction, point_ids = reconstruction_from_tracks(names, cams, camera_model, w2c, tracks, views,
                                                                shared_camera)
-        pycolmap.bundle_adjustment(reconstruction, _options(refine_focal, loss_scale_px=max_error_px / 2))
+        pycolmap.bundle_adjustment(reconstruction, _options(refine_round_focal, loss_scale_px=max_error_px / 2))
         for view in views:
             image = reconstruction.images[view + 1]
             w2c[view, :3, :] = image.cam_from_world().matrix()

@@ -16,7 +16,8 @@ import torch
 
 @dataclass
 class ViewFeatures:
-    """keypoints ``[N,2]`` float64 original pixels; descriptors ``[N,128]`` float32, unit length."""
+    """keypoints ``[N,2]`` float64 original pixels; descriptors ``[N,128]`` float32, unit
+    length, largest-scale keypoints first."""
 
     keypoints: np.ndarray
     descriptors: torch.Tensor
@@ -51,10 +52,13 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
             grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
                                PIL.Image.Resampling.LANCZOS)
         keypoints, descriptors = extractor.extract_from_uint8_array(np.ascontiguousarray(np.asarray(grey)))
-        xy = np.array([(k.x, k.y) for k in keypoints], dtype=np.float64).reshape(-1, 2)
-        xy *= np.array([image.width / grey.width, image.height / grey.height])
-        desc = torch.from_numpy(np.asarray(descriptors.data, dtype=np.float32).reshape(-1, 128))
-        features.append(ViewFeatures(xy, torch.nn.functional.normalize(desc, dim=1)))
+        shape = np.array([(k.x, k.y, k.compute_scale()) for k in keypoints], dtype=np.float64).reshape(-1, 3)
+        desc = np.asarray(descriptors.data, dtype=np.float32).reshape(-1, 128)
+        # The extractor returns more than max_features (orientations, octaves); keep the
+        # largest-scale keypoints, which survive viewpoint changes best.
+        keep = np.argsort(-shape[:, 2], kind="stable")[:max_features]
+        xy = shape[keep, :2] * np.array([image.width / grey.width, image.height / grey.height])
+        features.append(ViewFeatures(xy, torch.nn.functional.normalize(torch.from_numpy(desc[keep]), dim=1)))
     return features
 
 
@@ -102,14 +106,35 @@ def verify_matches(xy_a: np.ndarray, xy_b: np.ndarray, matches: np.ndarray, max_
     return matches[inliers] if inliers.sum() >= min_inliers else matches[:0]
 
 
-def select_pairs(extrinsics_w2c: np.ndarray, points: np.ndarray, intrinsics: np.ndarray, image_hw: tuple[int, int],
-                 exhaustive_up_to: int = 40, neighbours: int = 8, sequential: int = 3) -> list[tuple[int, int]]:
-    """Pairs of views to match: every pair for small sets, else near-linear in the views.
+def retrieve_pairs(features: Sequence[ViewFeatures], per_view: int = 8, coarse: int = 512,
+                   ratio: float = 0.8) -> list[tuple[int, int]]:
+    """Pairs worth matching, chosen by a cheap matching of each view's ``coarse``
+    largest-scale keypoints against every other view's.
 
-    For more than ``exhaustive_up_to`` views each view is paired with the ``neighbours``
-    views that see most of its predicted points (projected through the predicted
-    cameras) and with its ``sequential`` successors in input order (videos, and a
-    fallback when the predicted cameras are poor).
+    Each view keeps its ``per_view`` best partners (most coarse matches); a pair is
+    matched in full when either view chose it.
+    """
+    num_views = len(features)
+    score = np.zeros((num_views, num_views))
+    for i in range(num_views):
+        for j in range(i + 1, num_views):
+            score[i, j] = score[j, i] = len(match_descriptors(features[i].descriptors[:coarse],
+                                                              features[j].descriptors[:coarse], ratio))
+    np.fill_diagonal(score, -1.0)
+    pairs = set()
+    for i in range(num_views):
+        for j in np.argsort(-score[i], kind="stable")[:per_view]:
+            pairs.add((min(i, int(j)), max(i, int(j))))
+    return sorted(pairs)
+
+
+def select_pairs(extrinsics_w2c: np.ndarray, points: np.ndarray, intrinsics: np.ndarray, image_hw: tuple[int, int],
+                 neighbours: int = 8, sequential: int = 3) -> list[tuple[int, int]]:
+    """Pairs of views to match for long sequences, near-linear in the views.
+
+    Each view is paired with the ``neighbours`` views that see most of its predicted
+    points (projected through the predicted cameras) and with its ``sequential``
+    successors in input order (videos, and a fallback when the predicted cameras are poor).
 
     Args:
         extrinsics_w2c: ``[S,4,4]`` predicted cameras; points ``[S,h,w,3]`` a coarse grid
@@ -117,8 +142,6 @@ def select_pairs(extrinsics_w2c: np.ndarray, points: np.ndarray, intrinsics: np.
             image_hw: model image size.
     """
     num_views = len(extrinsics_w2c)
-    if num_views <= exhaustive_up_to:
-        return [(i, j) for i in range(num_views) for j in range(i + 1, num_views)]
     height, width = image_hw
     overlap = np.zeros((num_views, num_views))
     flat = points.reshape(num_views, -1, 3).astype(np.float64)

@@ -125,31 +125,39 @@ def ransac_similarity(src: np.ndarray, dst: np.ndarray, threshold: float = 0.15,
     return PairMotion(sim, int(inliers.sum())), mask
 
 
-def consistent_motions(motions: Mapping[tuple[int, int], PairMotion], max_deg: float = 10.0) -> dict[tuple[int, int], PairMotion]:
-    """Drop pair motions that every triangle they close contradicts; weight the rest by support.
+def consistent_motions(candidates: Mapping[tuple[int, int], list[PairMotion]],
+                       max_deg: float = 15.0) -> dict[tuple[int, int], PairMotion]:
+    """One motion per pair, checked against the triangles it closes, weighted by support.
 
-    For pairs (i,j), (j,k), (i,k) the rotations must compose: ``R_jk R_ij ~ R_ik``. Wrong
-    pairs (repeated patterns matched to each other) rarely close a triangle with two
-    other pairs, while true ones do. A pair in some triangle but consistent with none is
-    removed; the others get ``inliers * (1 + consistent triangles)`` as their weight, so the
-    spanning tree prefers pairs that other pairs confirm.
+    For pairs (i,j), (j,k), (i,k) the rotations must compose: ``R_jk R_ij ~ R_ik``. Each
+    pair may offer several candidate motions (from the essential matrix, from the depth);
+    the one that the most triangles confirm wins (ties: the first), the other pairs of
+    each triangle taken at their first candidate. Wrong pairs (repeated patterns matched
+    to each other) rarely close a triangle, while true ones do: a pair that two or more
+    triangles contradict and none confirms is removed (one bad triangle does not tell
+    which of its pairs is wrong). The others get ``inliers * (1 + confirming triangles)``
+    as their weight, so the spanning tree prefers pairs that other pairs confirm.
     """
     rotation = {}
-    for (i, j), motion in motions.items():
-        rotation[(i, j)] = motion.sim.rotation
-        rotation[(j, i)] = motion.sim.rotation.T
+    for (i, j), options in candidates.items():
+        rotation[(i, j)] = options[0].sim.rotation
+        rotation[(j, i)] = options[0].sim.rotation.T
     neighbours: dict[int, set[int]] = {}
-    for i, j in motions:
+    for i, j in candidates:
         neighbours.setdefault(i, set()).add(j)
         neighbours.setdefault(j, set()).add(i)
     kept = {}
-    for (i, j), motion in motions.items():
-        agree = disagree = 0
-        for k in neighbours[i] & neighbours[j]:
-            error = rotation_angle_deg(rotation[(j, k)] @ rotation[(i, j)], rotation[(i, k)])
-            agree, disagree = agree + (error <= max_deg), disagree + (error > max_deg)
-        if agree or not disagree:
-            kept[(i, j)] = PairMotion(motion.sim, motion.inliers * (1 + agree))
+    for (i, j), options in candidates.items():
+        best, best_agree, best_disagree = options[0], -1, 0
+        for motion in options:
+            agree = disagree = 0
+            for k in neighbours[i] & neighbours[j]:
+                error = rotation_angle_deg(rotation[(j, k)] @ motion.sim.rotation, rotation[(i, k)])
+                agree, disagree = agree + (error <= max_deg), disagree + (error > max_deg)
+            if agree > best_agree:
+                best, best_agree, best_disagree = motion, agree, disagree
+        if best_agree or best_disagree < 2:
+            kept[(i, j)] = PairMotion(best.sim, best.inliers * (1 + best_agree))
     return kept
 
 

@@ -24,7 +24,7 @@ from recon3d.errors import InputError
 from recon3d.io.colmap import colmap_cameras
 from recon3d.geometry.align import Sim3
 from recon3d.refine.bundle import bundle_adjust, mean_track_error, reprojection_errors, subset_tracks
-from recon3d.refine.features import extract_features, match_descriptors, select_pairs, verify_matches
+from recon3d.refine.features import extract_features, match_descriptors, retrieve_pairs, select_pairs, verify_matches
 from recon3d.refine.initial import (InitialPoses, chain_poses, consistent_motions, essential_motion, lift_keypoints,
                                     ransac_similarity)
 from recon3d.refine.tracks import build_tracks
@@ -32,7 +32,7 @@ from recon3d.types import FeatureTracks, Prediction, Refinement
 
 log = logging.getLogger(__name__)
 
-REFINE_METHODS = ("none", "ba")
+REFINE_METHODS = ("auto", "none", "ba")
 
 
 @dataclass
@@ -40,32 +40,51 @@ class RefineOptions:
     """Settings of ``refine_prediction``.
 
     Attributes:
-        method: ``"none"`` or ``"ba"``.
+        method: ``"ba"``, ``"none"``, or ``"auto"``: ``"ba"`` for models whose own
+            cameras are not usable yet (the zoo marks them, e.g. the embedded default),
+            ``"none"`` otherwise (see `resolve`).
         max_features: SIFT keypoints per image.
         max_image_size: long side at which features are detected (larger photos shrink).
         peak_threshold: SIFT's contrast threshold (see `extract_features`).
         ratio: Lowe's ratio test threshold.
         min_pair_inliers: verified matches a pair needs to count.
-        exhaustive_up_to: match every pair up to this many views, else chosen pairs.
+        exhaustive_up_to: match every pair up to this many views; up to ``retrieval_up_to``
+            views, pairs are chosen by a coarse matching (`retrieve_pairs`), beyond that
+            from the predicted cameras and the input order (`select_pairs`).
+        retrieval_up_to: see ``exhaustive_up_to``.
+        pairs_per_view: partners each view picks when pairs are chosen.
         max_error_px: reprojection error above which an observation is an outlier.
         shared_intrinsics: ``"auto"`` (one camera when every photo has the same size),
             ``"yes"`` or ``"no"``.
         max_focal_change: a refined focal length outside [1/x, x] times the network's is
             not trusted: bundle adjustment runs again with the focal lengths fixed.
         min_tracks: fewer tracks than this and refinement gives up.
+        max_triangle_deg: pair rotations that close a triangle within this angle confirm
+            each other (`consistent_motions`); generous, since an error in the predicted
+            focal length bends every pair's rotation by several degrees.
     """
 
-    method: str = "ba"
-    max_features: int = 2048
+    method: str = "auto"
+    max_features: int = 3072
     max_image_size: int = 1600
     peak_threshold: float = 0.002
     ratio: float = 0.8
     min_pair_inliers: int = 15
-    exhaustive_up_to: int = 40
+    exhaustive_up_to: int = 12
+    retrieval_up_to: int = 60
+    pairs_per_view: int = 8
     max_error_px: float = 4.0
     shared_intrinsics: str = "auto"
     max_focal_change: float = 2.0
     min_tracks: int = 20
+    max_triangle_deg: float = 15.0
+
+    def resolve(self, model_info) -> RefineOptions:
+        """These options with ``"auto"`` decided for the model described by ``model_info``
+        (a ``recon3d.zoo.ModelInfo`` or None)."""
+        if self.method != "auto":
+            return self
+        return replace(self, method="ba" if getattr(model_info, "refine_by_default", False) else "none")
 
     def __post_init__(self) -> None:
         if self.method not in REFINE_METHODS:
@@ -109,19 +128,23 @@ def refine_prediction(
         pred: a network's prediction (any model).
         images: the original photos, one per view, in view order (``pred.to_original``
             maps the model's pixels into them).
-        options: settings (method ``"none"`` returns ``pred`` unchanged).
+        options: settings (method ``"none"`` returns ``pred`` unchanged; ``"auto"`` must
+            be resolved first, `RefineOptions.resolve`).
         on_progress: called with ``(done, total)`` over feature extraction and matching.
 
     Returns:
         A new ``Prediction`` whose ``refinement`` says what happened per view; with
         status ``"failed"`` its cameras and depth are the network's.
     """
-    options = options or RefineOptions()
+    options = options or RefineOptions(method="ba")
     if options.method == "none":
         return pred
+    if options.method == "auto":
+        raise ValueError("resolve refine method 'auto' for the model first (RefineOptions.resolve)")
     if len(images) != pred.num_views:
         raise InputError(f"refinement needs one original image per view: got {len(images)} for {pred.num_views} views")
     started = time.perf_counter()
+    _quiet_pycolmap()
     try:
         refined = _refine(pred, images, options, on_progress or (lambda done, total: None))
     except _Failure as failure:
@@ -129,6 +152,14 @@ def refine_prediction(
         refined = replace(pred, refinement=_failed(pred.num_views, str(failure)))
     refined.refinement.seconds = time.perf_counter() - started
     return refined
+
+
+def _quiet_pycolmap() -> None:
+    """COLMAP logs every extractor and adjustment at INFO level; recon3d reports its own
+    progress, so only COLMAP's warnings and errors are let through."""
+    import pycolmap
+
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 1)
 
 
 def _failed(num_views: int, reason: str, before: float = float("nan")) -> Refinement:
@@ -143,14 +174,24 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     if valid.sum() < 2:
         raise _Failure("fewer than two views with usable cameras")
     w2c = pred.extrinsics_w2c.astype(np.float64)
-    k_model = pred.intrinsics.astype(np.float64)
     to_original = pred.to_original.astype(np.float64)
+    shared = _shares_camera(pred, np.flatnonzero(valid), options)
+    k_model = pred.intrinsics.astype(np.float64)
+    if shared:
+        # One camera: the median of the per-view predictions is a better start than any
+        # single view's (a per-view focal error also bends every pair's rotation).
+        k_model[:] = np.median(k_model[valid], axis=0)
 
     features = extract_features(images, options.max_features, options.max_image_size, options.peak_threshold)
-    step = 8  # a coarse grid of predicted points is enough to judge overlap
-    coarse = pred.points_from_depth()[:, step // 2::step, step // 2::step]
-    pairs = [(i, j) for i, j in select_pairs(w2c, coarse, k_model, pred.image_size_hw, options.exhaustive_up_to)
-             if valid[i] and valid[j]]
+    if num_views <= options.exhaustive_up_to:
+        pairs = [(i, j) for i in range(num_views) for j in range(i + 1, num_views)]
+    elif num_views <= options.retrieval_up_to:
+        pairs = retrieve_pairs(features, options.pairs_per_view)
+    else:
+        step = 8  # a coarse grid of predicted points is enough to judge overlap
+        coarse = pred.points_from_depth()[:, step // 2::step, step // 2::step]
+        pairs = select_pairs(w2c, coarse, k_model, pred.image_size_hw, options.pairs_per_view)
+    pairs = [(i, j) for i, j in pairs if valid[i] and valid[j]]
     total = num_views + len(pairs)
     on_progress(num_views, total)
     matches: dict[tuple[int, int], np.ndarray] = {}
@@ -167,16 +208,19 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     lifted = [lift_keypoints(f.keypoints, to_original[v], k_model[v], pred.depth[v].astype(np.float64))
               for v, f in enumerate(features)]
     k_original = np.einsum("sij,sjk->sik", to_original, k_model)
-    motions = {}
+    # Two estimates per pair: the essential matrix (independent of depth errors, weak
+    # without baseline) and a 3D similarity of the lifted keypoints (the reverse).
+    candidates = {}
     for (i, j), pair_matches in matches.items():
         a, b = pair_matches[:, 0], pair_matches[:, 1]
-        motion = essential_motion(features[i].keypoints[a], features[j].keypoints[b], k_original[i], k_original[j],
-                                  lifted[i][a], lifted[j][b], options.max_error_px, options.min_pair_inliers)
-        if motion is None:  # e.g. no baseline: the depth still relates the two views
-            motion, _ = ransac_similarity(lifted[i][a], lifted[j][b], min_inliers=options.min_pair_inliers)
-        if motion is not None:
-            motions[(i, j)] = motion
-    motions = consistent_motions(motions)
+        from_epipolar = essential_motion(features[i].keypoints[a], features[j].keypoints[b], k_original[i],
+                                         k_original[j], lifted[i][a], lifted[j][b], options.max_error_px,
+                                         options.min_pair_inliers)
+        from_depth, _ = ransac_similarity(lifted[i][a], lifted[j][b], min_inliers=options.min_pair_inliers)
+        found = [m for m in (from_epipolar, from_depth) if m is not None]
+        if found:
+            candidates[(i, j)] = found
+    motions = consistent_motions(candidates, options.max_triangle_deg)
     if not motions:
         raise _Failure("the feature matches disagree with the predicted depth in every pair")
     start = chain_poses(num_views, motions, w2c)
@@ -194,7 +238,8 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     if tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {tracks.num_tracks} feature tracks link the views (at least {options.min_tracks} needed)")
 
-    adjusted = _adjust(pred, tracks, start_w2c, np.flatnonzero(reached), options)
+    adjusted = _adjust(replace(pred, intrinsics=k_model.astype(np.float32)), tracks, start_w2c,
+                       np.flatnonzero(reached), shared, options)
     if adjusted.tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {adjusted.tracks.num_tracks} tracks survived bundle adjustment")
     if not adjusted.mean_error <= options.max_error_px:
@@ -252,20 +297,20 @@ def _network_error(pred: Prediction, tracks: FeatureTracks, w2c: np.ndarray, k_o
     return mean_track_error(reprojection_errors(xyz, tracks, w2c, k_original), tracks)
 
 
-def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, views: np.ndarray,
+def _shares_camera(pred: Prediction, views: np.ndarray, options: RefineOptions) -> bool:
+    """One camera for all views: asked for, or (auto) when every photo has the same size."""
+    sizes = {tuple(int(x) for x in pred.original_sizes[v]) for v in views}
+    return options.shared_intrinsics == "yes" or (options.shared_intrinsics == "auto" and len(sizes) == 1)
+
+
+def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, views: np.ndarray, shared: bool,
             options: RefineOptions):
-    """Bundle adjustment with the network's intrinsics as the start (one shared camera when
-    the photos share a size); focal lengths are fixed when they run away."""
+    """Bundle adjustment starting from ``pred``'s intrinsics; focal lengths are fixed when
+    they run away."""
     k = pred.intrinsics.astype(np.float64)
     square = np.all(np.abs(k[views, 0, 0] / k[views, 1, 1] - 1.0) < 0.02)
     model = "SIMPLE_PINHOLE" if square else "PINHOLE"
     cameras = colmap_cameras(pred, model)
-    sizes = {tuple(int(x) for x in pred.original_sizes[v]) for v in views}
-    shared = options.shared_intrinsics == "yes" or (options.shared_intrinsics == "auto" and len(sizes) == 1)
-    if shared:
-        width, height, _ = cameras[views[0]]
-        median = [float(p) for p in np.median([cameras[v][2] for v in views], axis=0)]
-        cameras = [(width, height, median)] * len(cameras)
     names = pred.names or [f"{v:04d}" for v in range(pred.num_views)]
     names = [f"{v:04d}_{name}" for v, name in enumerate(names)]  # unique, whatever the input names
     focal_index = 0
