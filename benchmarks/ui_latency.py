@@ -32,7 +32,7 @@ def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from recon3d.zoo import embedded_default
-    from ui.app import UIConfig, launch
+    from recon3d_ui.app import UIConfig, launch
 
     torch.set_num_threads(args.threads)
     with socket.socket() as sock:

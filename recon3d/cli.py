@@ -28,6 +28,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="List, inspect and download models of the zoo.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from recon3d import __version__
+
+        print(f"recon3d {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print recon3d's version and exit."),
+) -> None:
+    pass
+
+
 app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
@@ -350,7 +368,7 @@ def ui(
 ) -> None:
     """Start the web app: upload photos or a video, reconstruct, view in 3D, download."""
     try:
-        from ui.app import UIConfig, launch
+        from recon3d_ui.app import UIConfig, launch
     except ImportError as exc:
         raise Recon3DError(f"the web app needs gradio ({exc}); install it with pip install 'gradio>=6,<7'") from exc
     launch(host, port, share, UIConfig(max_images=max_images, max_megapixels=max_megapixels, max_upload_mb=max_upload_mb))

@@ -9,6 +9,7 @@ Weights are read from safetensors or ``torch.load(weights_only=True)`` only.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import os
@@ -25,7 +26,19 @@ from recon3d.networks.vggt import VGGT, VGGTConfig
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(os.environ.get("RECON3D_MODELS_DIR", Path(__file__).resolve().parents[1] / "models"))
+def _models_dir() -> Path:
+    """Where shipped models live: ``RECON3D_MODELS_DIR``, else the package data of an
+    installed wheel (``recon3d/_embedded``, copied from models/ at build time), else the
+    repository's own ``models/`` (a source checkout or an editable install)."""
+    if os.environ.get("RECON3D_MODELS_DIR"):
+        return Path(os.environ["RECON3D_MODELS_DIR"])
+    packaged = Path(str(importlib.resources.files("recon3d"))) / "_embedded"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+MODELS_DIR = _models_dir()
 WEIGHT_FILES = ("model.safetensors", "model.pt")
 DUST3R_LICENCE = "CC BY-NC-SA 4.0"
 Config = VGGTConfig | DUSt3RConfig
@@ -282,6 +295,30 @@ def hf_cached_file(repo: str, revision: str | None = None) -> Path | None:
     return None
 
 
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (one TCP connection, no retries), or None.
+
+    huggingface_hub retries a failed download five times with back-off, per file, which
+    keeps an offline user waiting about 45 s for an answer this probe gives in at most
+    ``timeout``. Behind a proxy (``HTTPS_PROXY`` and friends) the probe is skipped: only
+    the proxy knows the way out.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = urlparse(constants.ENDPOINT)
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"cannot reach {host}:{port} ({err.strerror or type(err).__name__})"
+    return None
+
+
 def hf_download(repo: str, revision: str | None = None, *, gated: bool = False) -> Path:
     """Download (with a progress bar) or reuse the cached weights of ``repo``."""
     cached = hf_cached_file(repo, revision)
@@ -294,6 +331,9 @@ def hf_download(repo: str, revision: str | None = None, *, gated: bool = False) 
     )
     if _hf_offline():
         raise WeightsError(f"weights of '{repo}' are not cached and HF_HUB_OFFLINE is set; {how}")
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise WeightsError(f"weights of '{repo}' are not cached and the Hugging Face Hub is offline: {unreachable}; {how}")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
 

@@ -29,7 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_server():
-    from ui.app import UIConfig, launch
+    from recon3d_ui.app import UIConfig, launch
 
     model = load_model(embedded_default())
     calls = {"network": 0}

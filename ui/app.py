@@ -15,7 +15,7 @@ import gradio as gr
 
 from recon3d.errors import Recon3DError
 from recon3d.exports import FILTERS, ExportOptions
-from ui.session import Session, all_downloads, delete_session, depth_and_confidence_images, viewer_export
+from recon3d_ui.session import Session, all_downloads, delete_session, depth_and_confidence_images, viewer_export
 
 REPO = Path(__file__).resolve().parents[1]
 SHOW_CHOICES = ["points", "mesh", "gaussians"]

@@ -110,7 +110,12 @@ def bundle_adjust(
     for refine_round_focal, drop_above in schedule:
         reconstruction, point_ids = reconstruction_from_tracks(names, cams, camera_model, w2c, tracks, views,
                                                                shared_camera)
-        pycolmap.bundle_adjustment(reconstruction, _options(refine_round_focal, loss_scale_px=max_error_px / 2))
+        config = pycolmap.BundleAdjustmentConfig()
+        for view in views:
+            config.add_image(int(view) + 1)
+        config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+        pycolmap.create_default_bundle_adjuster(_options(refine_round_focal, loss_scale_px=max_error_px / 2), config,
+                                                reconstruction).solve()
         for view in views:
             image = reconstruction.images[view + 1]
             w2c[view, :3, :] = image.cam_from_world().matrix()
