@@ -60,6 +60,12 @@ def subset_tracks(tracks: FeatureTracks, keep: np.ndarray) -> FeatureTracks:
                          tracks.view[keep], tracks.xy[keep])
 
 
+def _calibration(camera_model: str, params: list[float]) -> np.ndarray:
+    """``[3,3]`` K of a PINHOLE (fx, fy, cx, cy) or SIMPLE_PINHOLE (f, cx, cy) camera."""
+    fx, fy, cx, cy = params if camera_model == "PINHOLE" else (params[0], params[0], params[1], params[2])
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
 def _options(refine_focal: bool, loss_scale_px: float):
     import pycolmap
 
@@ -102,12 +108,15 @@ def bundle_adjust(
     w2c = np.array(extrinsics_w2c, dtype=np.float64)
     cams = list(cameras)
     intrinsics = np.zeros((len(names), 3, 3))
+    for view in views:
+        intrinsics[view] = _calibration(camera_model, cams[view][2])
     # Intrinsics stay fixed in the first round: with outliers still in, a free focal
     # length can bend a weakly linked block of views into a wrong minimum. Nothing is
     # dropped before the focal length has been adjusted: a wrong starting focal length
     # alone puts good observations far from their points.
     schedule = ((False, None), (refine_focal, 3 * max_error_px), (refine_focal, max_error_px), (refine_focal, None))
     for refine_round_focal, drop_above in schedule:
+        before_round = (w2c.copy(), intrinsics.copy(), list(cams), tracks)
         reconstruction, point_ids = reconstruction_from_tracks(names, cams, camera_model, w2c, tracks, views,
                                                                shared_camera)
         config = pycolmap.BundleAdjustmentConfig()
@@ -119,23 +128,25 @@ def bundle_adjust(
         for view in views:
             image = reconstruction.images[view + 1]
             w2c[view, :3, :] = image.cam_from_world().matrix()
-            camera = image.camera
-            intrinsics[view] = camera.calibration_matrix()
-            cams[view] = (camera.width, camera.height, [float(p) for p in camera.params])
+            intrinsics[view] = image.camera.calibration_matrix()
+            cams[view] = (image.camera.width, image.camera.height, [float(p) for p in image.camera.params])
         xyz = tracks.xyz.copy()
         points = reconstruction.points3D
         for index in np.flatnonzero(point_ids):
             if int(point_ids[index]) in points:
                 xyz[index] = points[int(point_ids[index])].xyz
-            else:  # removed by the adjuster (e.g. left behind a camera)
+            else:  # removed by the adjuster
                 point_ids[index] = 0
-        tracks = replace(tracks, xyz=xyz)
-        in_views = np.isin(tracks.view, views)
-        tracks = subset_tracks(tracks, in_views & (point_ids[tracks.track] > 0))
+        tracks = subset_tracks(replace(tracks, xyz=xyz), np.isin(tracks.view, views) & (point_ids[tracks.track] > 0))
         errors = reprojection_errors(tracks.xyz, tracks, w2c, intrinsics)
-        if drop_above is not None:
-            tracks = subset_tracks(tracks, errors <= drop_above)
-            if tracks.num_tracks == 0:
-                break
+        # The reprojection error cannot tell a point from its mirror image behind the
+        # camera; an adjustment that moved the structure behind the cameras is undone.
+        if np.isfinite(errors).mean() < 0.9:
+            w2c, intrinsics, cams, tracks = before_round
+            break
+        limit = np.inf if drop_above is None else drop_above
+        tracks = subset_tracks(tracks, np.isfinite(errors) & (errors <= limit))
+        if tracks.num_tracks == 0:
+            break
     errors = reprojection_errors(tracks.xyz, tracks, w2c, intrinsics)
     return BundleResult(w2c, intrinsics, tracks, errors)

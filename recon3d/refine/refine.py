@@ -155,11 +155,12 @@ def refine_prediction(
 
 
 def _quiet_pycolmap() -> None:
-    """COLMAP logs every extractor and adjustment at INFO level; recon3d reports its own
-    progress, so only COLMAP's warnings and errors are let through."""
+    """COLMAP logs every extractor and adjustment at INFO level and each failed solver
+    step as a warning; recon3d reports its own progress and outcome, so only COLMAP's
+    errors are let through."""
     import pycolmap
 
-    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 1)
+    pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)
 
 
 def _failed(num_views: int, reason: str, before: float = float("nan")) -> Refinement:
@@ -205,6 +206,43 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     if not matches:
         raise _Failure(f"no pair of views has {options.min_pair_inliers} verified feature matches")
 
+    # The network's own consistency, for the report: every verified track lifted with
+    # its depth and cameras.
+    tracks = _tracks(build_tracks([len(f) for f in features], matches), features, images)
+    before = _network_error(pred, subset_tracks(tracks, valid[tracks.view]), w2c,
+                            np.einsum("sij,sjk->sik", to_original, pred.intrinsics.astype(np.float64)))
+    start_pred = replace(pred, intrinsics=k_model.astype(np.float32))
+    adjusted, start, reached = _solve(start_pred, features, images, matches, valid, shared, options)
+    # Pair motions computed with a wrong focal length are bent by several degrees, which
+    # can leave views in a wrong minimum; once bundle adjustment has found the focal
+    # length, start again from it.
+    from_original = np.linalg.inv(to_original)
+    k_refined = np.einsum("sij,sjk->sik", from_original, adjusted.intrinsics)
+    views = np.flatnonzero(reached)
+    change = np.median(k_refined[views, 0, 0] / k_model[views, 0, 0])
+    if abs(change - 1.0) > 0.03:
+        k_again = k_model.copy()
+        k_again[views] = k_refined[views]
+        if shared:
+            k_again[:] = np.median(k_refined[views], axis=0)
+        try:
+            again = _solve(replace(pred, intrinsics=k_again.astype(np.float32)), features, images, matches, valid,
+                           shared, options)
+        except _Failure as failure:
+            log.info("second pass from the refined focal length failed (%s); keeping the first", failure)
+        else:
+            if again[2].sum() >= reached.sum():
+                adjusted, start, reached = again
+    return _refined_prediction(pred, adjusted, start, reached, before)
+
+
+def _solve(pred: Prediction, features, images: Sequence[PIL.Image.Image], matches: dict, valid: np.ndarray,
+           shared: bool, options: RefineOptions):
+    """Start poses from the pairs, then bundle adjustment, with ``pred``'s intrinsics as
+    the starting calibration; returns ``(BundleResult, InitialPoses, reached views)``."""
+    num_views = pred.num_views
+    to_original = pred.to_original.astype(np.float64)
+    k_model = pred.intrinsics.astype(np.float64)
     lifted = [lift_keypoints(f.keypoints, to_original[v], k_model[v], pred.depth[v].astype(np.float64))
               for v, f in enumerate(features)]
     k_original = np.einsum("sij,sjk->sik", to_original, k_model)
@@ -223,12 +261,11 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     motions = consistent_motions(candidates, options.max_triangle_deg)
     if not motions:
         raise _Failure("the feature matches disagree with the predicted depth in every pair")
+    w2c = pred.extrinsics_w2c.astype(np.float64)
     start = chain_poses(num_views, motions, w2c)
     # Matches of pairs left out (contradicted by their triangles) do not make tracks.
-    matches = {pair: matches[pair] for pair in motions}
-
-    tracks = _tracks(build_tracks([len(f) for f in features], matches), features, images)
-    before = _network_error(pred, subset_tracks(tracks, valid[tracks.view]), w2c, k_original)
+    tracks = _tracks(build_tracks([len(f) for f in features], {pair: matches[pair] for pair in motions}),
+                     features, images)
     reached = start.reached & valid
     tracks = subset_tracks(tracks, reached[tracks.view])
     start_w2c = w2c.copy()
@@ -237,14 +274,12 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     tracks = subset_tracks(replace(tracks, xyz=xyz), np.isfinite(xyz).all(1)[tracks.track])
     if tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {tracks.num_tracks} feature tracks link the views (at least {options.min_tracks} needed)")
-
-    adjusted = _adjust(replace(pred, intrinsics=k_model.astype(np.float32)), tracks, start_w2c,
-                       np.flatnonzero(reached), shared, options)
+    adjusted = _adjust(pred, tracks, start_w2c, np.flatnonzero(reached), shared, options)
     if adjusted.tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {adjusted.tracks.num_tracks} tracks survived bundle adjustment")
     if not adjusted.mean_error <= options.max_error_px:
         raise _Failure(f"bundle adjustment ended at {adjusted.mean_error:.2f} px mean reprojection error")
-    return _refined_prediction(pred, adjusted, start, reached, before)
+    return adjusted, start, reached
 
 
 def _tracks(track_list: list[np.ndarray], features, images: Sequence[PIL.Image.Image]) -> FeatureTracks:
