@@ -1,13 +1,11 @@
-"""Exact ground truth of synthetic scenes in the forms tests need (Predictions, pairwise point maps)."""
+"""Exact ground truth of synthetic scenes in the forms tests need (camera points, pairwise point maps);
+the whole-scene Prediction is `recon3d.synth.truth.scene_prediction`."""
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from recon3d.pairwise.pointmaps import PairwisePointmaps
-from recon3d.synth.truth import scene_prediction as gt_prediction
 
 
 def camera_points(scene) -> np.ndarray:

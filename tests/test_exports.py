@@ -17,7 +17,7 @@ from recon3d.io.obj import write_obj
 from recon3d.io.ply import write_mesh_ply, write_points_ply
 from recon3d.mesh import MeshOptions, extract_mesh
 from recon3d.synth import make_scene
-from synthetic_truth import gt_prediction
+from recon3d.synth.truth import scene_prediction as gt_prediction
 
 
 @pytest.fixture(scope="module")

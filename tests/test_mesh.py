@@ -10,8 +10,8 @@ from recon3d.eval.metrics import point_cloud_metrics
 from recon3d.mesh import MeshOptions, decimate, extract_mesh, grid_triangulation, mesh_stats, remove_small_components
 from recon3d.mesh.open3d_bridge import to_open3d
 from recon3d.synth import make_scene
+from recon3d.synth.truth import scene_prediction as gt_prediction
 from recon3d.types import Mesh
-from synthetic_truth import gt_prediction
 
 
 @pytest.fixture(scope="module")

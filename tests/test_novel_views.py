@@ -37,9 +37,9 @@ from recon3d.render.paths import (
 from recon3d.synth import build_world, make_scene, write_scene
 from recon3d.synth.camera import look_at
 from recon3d.synth.render import render_views
+from recon3d.synth.truth import scene_prediction as gt_prediction
 from recon3d.synth.world import SceneObject
 from recon3d.types import SH_C0, Gaussians
-from synthetic_truth import gt_prediction
 
 # ---------------------------------------------------------------- helpers
 

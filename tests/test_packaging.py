@@ -84,6 +84,32 @@ def test_installed_package_runs_the_embedded_model_from_anywhere(installed, tmp_
     assert check.stdout.strip() == "recon3d-tiny"
 
 
+def test_installed_web_app_starts(installed, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([str(installed / "bin" / "recon3d"), "ui", "--port", str(port)], cwd=tmp_path, env=environ,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+                    assert page.status == 200 and "recon3d" in page.read().decode("utf-8", "replace")
+                    return
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(1)
+        pytest.fail("recon3d ui did not answer within 120 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_unreachable_hub_fails_fast_with_one_message(tmp_path):
     environ = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
     for name in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):

@@ -329,7 +329,7 @@ def test_ply_compressed_sorting_and_size(tmp_path: Path) -> None:
 
     from recon3d.gaussians import gaussians_from_prediction
     from recon3d.synth import make_scene
-    from synthetic_truth import gt_prediction
+    from recon3d.synth.truth import scene_prediction as gt_prediction
 
     scene = make_scene("object", 0, 3, (96, 72))
     gaussians = gaussians_from_prediction(gt_prediction(scene), keep=scene.masks)

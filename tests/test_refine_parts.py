@@ -10,8 +10,14 @@ from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.geometry.align import Sim3
 from recon3d.refine.bundle import mean_track_error, reprojection_errors, subset_tracks
 from recon3d.refine.features import match_descriptors
-from recon3d.refine.initial import (PairMotion, chain_poses, consistent_motions, essential_motion, lift_keypoints,
-                                    ransac_similarity)
+from recon3d.refine.initial import (
+    PairMotion,
+    chain_poses,
+    consistent_motions,
+    essential_motion,
+    lift_keypoints,
+    ransac_similarity,
+)
 from recon3d.refine.tracks import build_tracks
 from recon3d.types import FeatureTracks
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
+from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
 from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.geometry.align import Sim3, umeyama
@@ -277,13 +277,3 @@ def _inverse(motion: PairMotion) -> PairMotion:
     sim = motion.sim
     rotation = sim.rotation.T
     return PairMotion(Sim3(1.0 / sim.scale, rotation, -rotation @ sim.translation / sim.scale), motion.inliers)
-
-
-def component_sizes(num_views: int, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """``[S]`` size of the connected component each view belongs to in the pair graph."""
-    if not pairs:
-        return np.ones(num_views, dtype=np.int64)
-    edges = np.asarray(pairs)
-    graph = csr_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(num_views, num_views))
-    _, labels = connected_components(graph, directed=False)
-    return np.bincount(labels)[labels]

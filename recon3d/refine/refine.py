@@ -21,12 +21,29 @@ import numpy as np
 import PIL.Image
 
 from recon3d.errors import InputError
-from recon3d.io.colmap import colmap_cameras
 from recon3d.geometry.align import Sim3
-from recon3d.refine.bundle import bundle_adjust, mean_track_error, reprojection_errors, subset_tracks
-from recon3d.refine.features import extract_features, match_descriptors, retrieve_pairs, select_pairs, verify_matches
-from recon3d.refine.initial import (InitialPoses, chain_poses, consistent_motions, essential_motion, lift_keypoints,
-                                    ransac_similarity)
+from recon3d.io.colmap import colmap_cameras
+from recon3d.refine.bundle import (
+    bundle_adjust,
+    mean_track_error,
+    reprojection_errors,
+    subset_tracks,
+)
+from recon3d.refine.features import (
+    extract_features,
+    match_descriptors,
+    retrieve_pairs,
+    select_pairs,
+    verify_matches,
+)
+from recon3d.refine.initial import (
+    InitialPoses,
+    chain_poses,
+    consistent_motions,
+    essential_motion,
+    lift_keypoints,
+    ransac_similarity,
+)
 from recon3d.refine.tracks import build_tracks
 from recon3d.types import FeatureTracks, Prediction, Refinement
 
