@@ -119,6 +119,19 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     assert all((out / n / "points.ply").is_file() for n in manifest["scenes"])
 
 
+def test_manifest_records_each_scenes_refinement(tmp_path):
+    root, out = make_root(tmp_path / "root", good=1, broken=False), tmp_path / "out"
+    result = run_cli("batch", str(root), "-o", str(out), "--model", MODEL, "--export", "npz", "--refine", "ba")
+    assert result.returncode == 0, result.stderr
+    refinement = manifest_of(out)["scene_0"]["refinement"]
+    # A random-weight network (degenerate cameras) on two unrelated noise images: nothing
+    # to refine, the prediction is kept and the manifest says why.
+    assert refinement["status"] == "failed" and refinement["reason"]
+    assert sorted(refinement["views"]) == ["0.png", "1.png"]
+    assert all(view["status"] == "failed" for view in refinement["views"].values())
+    assert refinement["reprojection_after_px"] is None
+
+
 def test_batch_root_errors_are_one_line(tmp_path):
     (tmp_path / "nothing").mkdir()
     result = run_cli("batch", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"))
