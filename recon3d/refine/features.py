@@ -6,7 +6,7 @@ pixel's centre at (0.5, 0.5)), which is what COLMAP's SIFT returns and what
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,8 @@ class ViewFeatures:
 
 
 def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096, max_image_size: int = 1600,
-                     peak_threshold: float = 0.002, threads: int = -1) -> list[ViewFeatures]:
+                     peak_threshold: float = 0.002, threads: int = -1,
+                     on_image: Callable[[int], None] | None = None) -> list[ViewFeatures]:
     """SIFT (COLMAP's CPU implementation, RootSIFT-normalised) on each image's grey levels.
 
     ``peak_threshold`` is a third of COLMAP's default (0.0067): low-contrast surfaces
@@ -35,7 +36,8 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
     the count bounded on busy photos.
 
     Images larger than ``max_image_size`` on their long side are shrunk for detection;
-    keypoints are scaled back to the original pixels.
+    keypoints are scaled back to the original pixels. ``on_image`` hears the number of
+    images done after each one.
     """
     import pycolmap
 
@@ -59,6 +61,8 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
         keep = np.argsort(-shape[:, 2], kind="stable")[:max_features]
         xy = shape[keep, :2] * np.array([image.width / grey.width, image.height / grey.height])
         features.append(ViewFeatures(xy, torch.nn.functional.normalize(torch.from_numpy(desc[keep]), dim=1)))
+        if on_image is not None:
+            on_image(len(features))
     return features
 
 

@@ -147,7 +147,8 @@ def refine_prediction(
             maps the model's pixels into them).
         options: settings (method ``"none"`` returns ``pred`` unchanged; ``"auto"`` must
             be resolved first, `RefineOptions.resolve`).
-        on_progress: called with ``(done, total)`` over feature extraction and matching.
+        on_progress: called with ``(done, total)`` over feature extraction (one step an
+            image) and matching (one step a pair).
 
     Returns:
         A new ``Prediction`` whose ``refinement`` says what happened per view; with
@@ -200,7 +201,13 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
         # single view's (a per-view focal error also bends every pair's rotation).
         k_model[:] = np.median(k_model[valid], axis=0)
 
-    features = extract_features(images, options.max_features, options.max_image_size, options.peak_threshold)
+    # Progress counts images, then pairs; the pair count is known once features exist,
+    # so the total starts as an estimate.
+    complete = num_views * (num_views - 1) // 2
+    guess = num_views + (complete if num_views <= options.exhaustive_up_to else
+                         min(complete, num_views * options.pairs_per_view))
+    features = extract_features(images, options.max_features, options.max_image_size, options.peak_threshold,
+                                on_image=lambda done: on_progress(done, guess))
     if num_views <= options.exhaustive_up_to:
         pairs = [(i, j) for i in range(num_views) for j in range(i + 1, num_views)]
     elif num_views <= options.retrieval_up_to:
