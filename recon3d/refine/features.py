@@ -14,6 +14,10 @@ import PIL.Image
 import torch
 
 
+# Photos whose (detection-size) long side is below this get SIFT's upsampled first octave.
+UPSAMPLE_BELOW_PX = 1000
+
+
 @dataclass
 class ViewFeatures:
     """keypoints ``[N,2]`` float64 original pixels; descriptors ``[N,128]`` float32, unit
@@ -41,11 +45,18 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
     """
     import pycolmap
 
-    options = pycolmap.FeatureExtractionOptions()
-    options.num_threads = threads
-    options.sift.max_num_features = max_features
-    options.sift.peak_threshold = peak_threshold
-    extractor = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+    extractors = {}
+
+    def extractor_for(first_octave: int):
+        if first_octave not in extractors:
+            options = pycolmap.FeatureExtractionOptions()
+            options.num_threads = threads
+            options.sift.max_num_features = max_features
+            options.sift.peak_threshold = peak_threshold
+            options.sift.first_octave = first_octave
+            extractors[first_octave] = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
+        return extractors[first_octave]
+
     features = []
     for image in images:
         grey = image.convert("L")
@@ -53,7 +64,11 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
         if factor < 1.0:
             grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
                                PIL.Image.Resampling.LANCZOS)
-        keypoints, descriptors = extractor.extract_from_uint8_array(np.ascontiguousarray(np.asarray(grey)))
+        # COLMAP's upsampled first octave finds the small keypoints a small photo needs;
+        # on a large one it costs 5x the time for keypoints the scale cut below drops.
+        first_octave = -1 if max(grey.size) < UPSAMPLE_BELOW_PX else 0
+        keypoints, descriptors = extractor_for(first_octave).extract_from_uint8_array(
+            np.ascontiguousarray(np.asarray(grey)))
         shape = np.array([(k.x, k.y, k.compute_scale()) for k in keypoints], dtype=np.float64).reshape(-1, 3)
         desc = np.asarray(descriptors.data, dtype=np.float32).reshape(-1, 128)
         # The extractor returns more than max_features (orientations, octaves); keep the
