@@ -11,14 +11,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from recon3d.geometry.align import camera_centres
+from recon3d.geometry.extent import scene_diagonal
 from recon3d.types import Prediction
-
-
-def scene_size(pred: Prediction) -> float:
-    """Diagonal of the box holding the 2nd-98th percentile of the confident points."""
-    points = pred.points_from_depth()[pred.depth_conf > 1.0]
-    low, high = np.percentile(points, [2, 98], axis=0)
-    return float(np.linalg.norm(high - low))
 
 
 def perturb_prediction(pred: Prediction, seed: int, *, rotation_deg: float = 10.0, centre_fraction: float = 0.2,
@@ -27,7 +21,8 @@ def perturb_prediction(pred: Prediction, seed: int, *, rotation_deg: float = 10.
     """Every view's camera and depth corrupted independently.
 
     Each rotation is turned by ``rotation_deg`` about a random axis, each camera centre
-    moved by ``centre_fraction`` of the scene size in a random direction, each focal
+    moved by ``centre_fraction`` of the scene size (`scene_diagonal` of the confident
+    points) in a random direction, each focal
     length multiplied by ``1 ± focal_fraction`` (random sign), and each depth map
     multiplied by a log-uniform factor in ``depth_scale`` and by per-pixel noise
     ``1 + N(0, depth_noise)``. Points follow from the corrupted depth and cameras.
@@ -40,7 +35,8 @@ def perturb_prediction(pred: Prediction, seed: int, *, rotation_deg: float = 10.
     turn = Rotation.from_rotvec(axes * np.radians(rotation_deg)).as_matrix()
     directions = rng.normal(size=(num_views, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    centres = camera_centres(w2c) + centre_fraction * scene_size(pred) * directions
+    size = scene_diagonal(pred.points_from_depth()[pred.depth_conf > 1.0], trim_percent=2.0)
+    centres = camera_centres(w2c) + centre_fraction * size * directions
     rotations = turn @ w2c[:, :3, :3]
     out_w2c = np.tile(np.eye(4), (num_views, 1, 1))
     out_w2c[:, :3, :3] = rotations

@@ -13,7 +13,6 @@ import numpy as np
 import PIL.Image
 import torch
 
-
 # Photos whose (detection-size) long side is below this get SIFT's upsampled first octave.
 UPSAMPLE_BELOW_PX = 1000
 
@@ -108,6 +107,16 @@ def match_descriptors(desc_a: torch.Tensor, desc_b: torch.Tensor, ratio: float =
     return torch.stack([a_index[keep], best_b[keep]], dim=1).numpy().astype(np.int64)
 
 
+def ransac_options(max_error_px: float, seed: int):
+    """pycolmap's RANSAC settings with an inlier threshold in pixels and a fixed seed (repeatable runs)."""
+    import pycolmap
+
+    options = pycolmap.RANSACOptions()
+    options.max_error = max_error_px
+    options.random_seed = seed
+    return options
+
+
 def verify_matches(xy_a: np.ndarray, xy_b: np.ndarray, matches: np.ndarray, max_error_px: float = 4.0,
                    min_inliers: int = 15, seed: int = 0) -> np.ndarray:
     """Matches consistent with one fundamental matrix (LO-RANSAC); empty when fewer than ``min_inliers``."""
@@ -115,10 +124,8 @@ def verify_matches(xy_a: np.ndarray, xy_b: np.ndarray, matches: np.ndarray, max_
 
     if len(matches) < max(8, min_inliers):
         return matches[:0]
-    options = pycolmap.RANSACOptions()
-    options.max_error = max_error_px
-    options.random_seed = seed
-    result = pycolmap.estimate_fundamental_matrix(xy_a[matches[:, 0]], xy_b[matches[:, 1]], options)
+    result = pycolmap.estimate_fundamental_matrix(xy_a[matches[:, 0]], xy_b[matches[:, 1]],
+                                                  ransac_options(max_error_px, seed))
     if result is None:
         return matches[:0]
     inliers = np.asarray(result["inlier_mask"], dtype=bool)

@@ -20,6 +20,7 @@ from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
 from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.geometry.align import Sim3, umeyama
+from recon3d.refine.features import ransac_options
 
 
 @dataclass
@@ -185,10 +186,7 @@ def essential_motion(xy_i: np.ndarray, xy_j: np.ndarray, k_i: np.ndarray, k_j: n
         return pycolmap.Camera(model="PINHOLE", width=int(2 * k[0, 2]), height=int(2 * k[1, 2]),
                                params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]])
 
-    options = pycolmap.RANSACOptions()
-    options.max_error = max_error_px
-    options.random_seed = seed
-    result = pycolmap.estimate_essential_matrix(xy_i, xy_j, camera(k_i), camera(k_j), options)
+    result = pycolmap.estimate_essential_matrix(xy_i, xy_j, camera(k_i), camera(k_j), ransac_options(max_error_px, seed))
     if result is None or result["num_inliers"] < min_inliers:
         return None
     rotation = np.asarray(result["cam2_from_cam1"].rotation.matrix(), dtype=np.float64)

@@ -1,11 +1,13 @@
 """``refine_prediction``: feature tracks and bundle adjustment on top of any network's prediction.
 
-Features are SIFT on the original photos, matched over all pairs (small sets) or over
-pairs chosen from the predicted cameras (long sequences), verified by a fundamental
-matrix. Cameras start from a spanning tree of per-pair 3D-3D similarities of the
-keypoints lifted with the predicted depth, keeping the network's relative pose where it
-agrees (so a collapsed or wrong prediction is replaced, a good one kept), then pycolmap
-adjusts poses, focal lengths and track points. Each view's dense depth is finally fitted
+Features are SIFT on the original photos, matched over all pairs (small sets), pairs
+found by a coarse matching (medium sets) or pairs chosen from the predicted cameras (long
+sequences), verified by a fundamental matrix. Each pair's motion comes from its
+essential matrix or from a 3D similarity of the keypoints lifted with the predicted
+depth, whichever the triangles of pairs confirm; cameras start from a spanning tree of
+those motions, keeping the network's relative pose where it agrees (so a collapsed or
+wrong prediction is replaced, a good one kept), then pycolmap adjusts poses, focal
+lengths and track points (a second time from the adjusted focal length when it moved). Each view's dense depth is finally fitted
 to the adjusted tracks (scale and shift), so depth, point maps, Gaussians and meshes
 follow the refined cameras. When anything fails, the network's cameras are kept and the
 ``Refinement`` record says why: refinement never makes a scene worse silently.
@@ -181,9 +183,9 @@ def _quiet_pycolmap() -> None:
     pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 2)
 
 
-def _failed(num_views: int, reason: str, before: float = float("nan")) -> Refinement:
+def _failed(num_views: int, reason: str) -> Refinement:
     return Refinement("ba", "failed", reason, ["failed"] * num_views, [reason] * num_views, [""] * num_views,
-                      before, float("nan"), np.ones(num_views, np.float32), np.zeros(num_views, np.float32))
+                      float("nan"), float("nan"), np.ones(num_views, np.float32), np.zeros(num_views, np.float32))
 
 
 def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: RefineOptions,
@@ -232,11 +234,12 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
 
     # The network's own consistency, for the report: every verified track lifted with
     # its depth and cameras.
-    tracks = _tracks(build_tracks([len(f) for f in features], matches), features, images)
+    rgb = [np.asarray(image.convert("RGB")) for image in images]
+    tracks = _tracks(build_tracks([len(f) for f in features], matches), features, rgb)
     before = _network_error(pred, subset_tracks(tracks, valid[tracks.view]), w2c,
                             np.einsum("sij,sjk->sik", to_original, pred.intrinsics.astype(np.float64)))
     start_pred = replace(pred, intrinsics=k_model.astype(np.float32))
-    adjusted, start, reached = _solve(start_pred, features, images, matches, valid, shared, options)
+    adjusted, start, reached = _solve(start_pred, features, rgb, matches, valid, shared, options)
     # Pair motions computed with a wrong focal length are bent by several degrees, which
     # can leave views in a wrong minimum; once bundle adjustment has found the focal
     # length, start again from it.
@@ -250,7 +253,7 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
         if shared:
             k_again[:] = np.median(k_refined[views], axis=0)
         try:
-            again = _solve(replace(pred, intrinsics=k_again.astype(np.float32)), features, images, matches, valid,
+            again = _solve(replace(pred, intrinsics=k_again.astype(np.float32)), features, rgb, matches, valid,
                            shared, options)
         except _Failure as failure:
             log.info("second pass from the refined focal length failed (%s); keeping the first", failure)
@@ -260,7 +263,7 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     return _refined_prediction(pred, adjusted, start, reached, before)
 
 
-def _solve(pred: Prediction, features, images: Sequence[PIL.Image.Image], matches: dict, valid: np.ndarray,
+def _solve(pred: Prediction, features, rgb: list[np.ndarray], matches: dict, valid: np.ndarray,
            shared: bool, options: RefineOptions):
     """Start poses from the pairs, then bundle adjustment, with ``pred``'s intrinsics as
     the starting calibration; returns ``(BundleResult, InitialPoses, reached views)``."""
@@ -289,7 +292,7 @@ def _solve(pred: Prediction, features, images: Sequence[PIL.Image.Image], matche
     start = chain_poses(num_views, motions, w2c)
     # Matches of pairs left out (contradicted by their triangles) do not make tracks.
     tracks = _tracks(build_tracks([len(f) for f in features], {pair: matches[pair] for pair in motions}),
-                     features, images)
+                     features, rgb)
     reached = start.reached & valid
     tracks = subset_tracks(tracks, reached[tracks.view])
     start_w2c = w2c.copy()
@@ -306,14 +309,14 @@ def _solve(pred: Prediction, features, images: Sequence[PIL.Image.Image], matche
     return adjusted, start, reached
 
 
-def _tracks(track_list: list[np.ndarray], features, images: Sequence[PIL.Image.Image]) -> FeatureTracks:
-    """FeatureTracks (xyz still zero) of (view, keypoint) tracks, coloured from the photos."""
+def _tracks(track_list: list[np.ndarray], features, rgb: list[np.ndarray]) -> FeatureTracks:
+    """FeatureTracks (xyz still zero) of (view, keypoint) tracks, coloured from the photos
+    (``rgb``: one ``[H,W,3]`` uint8 array per view)."""
     if not track_list:
         raise _Failure("the verified matches form no multi-view track")
     lengths = np.array([len(t) for t in track_list])
     stacked = np.concatenate(track_list)
     xy = np.stack([features[v].keypoints[k] for v, k in stacked])
-    rgb = [np.asarray(image.convert("RGB")) for image in images]
     first = np.r_[0, np.cumsum(lengths)[:-1]]
     colors = np.stack([rgb[v][min(int(y), rgb[v].shape[0] - 1), min(int(x), rgb[v].shape[1] - 1)]
                        for v, (x, y) in zip(stacked[first, 0], xy[first])]).astype(np.uint8)
@@ -372,8 +375,7 @@ def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, view
     cameras = colmap_cameras(pred, model)
     names = pred.names or [f"{v:04d}" for v in range(pred.num_views)]
     names = [f"{v:04d}_{name}" for v, name in enumerate(names)]  # unique, whatever the input names
-    focal_index = 0
-    start_focal = np.array([c[2][focal_index] for c in cameras])
+    start_focal = np.array([params[0] for _, _, params in cameras])  # fx, or f, comes first
     for refine_focal in (True, False):
         result = bundle_adjust(names, cameras, model, start_w2c, tracks, views, shared_camera=shared,
                                max_error_px=options.max_error_px, refine_focal=refine_focal)
