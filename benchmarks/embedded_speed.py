@@ -26,14 +26,14 @@ def main() -> None:
 
     import torch
 
-    from recon3d.io.images import collect_inputs
+    from recon3d.io.inputs import collect_inputs
     from recon3d.io.preprocess import preprocess_images
     from recon3d.pipeline import predict_tensors
     from recon3d.zoo import load_model
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, device="cpu")
-    loaded = collect_inputs(args.scene)[: args.views]
+    loaded = collect_inputs(args.scene).views[: args.views]
     batch = preprocess_images([x.image for x in loaded], mode="crop", target_size=model.config.img_size,
                               patch_size=model.config.patch_size)
     predict_tensors(model, batch.images)

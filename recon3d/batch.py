@@ -1,7 +1,7 @@
 """Batch reconstruction: every subfolder (or video) of a root folder is one scene.
 
 Output: ``OUT/<scene>/`` with the chosen exports, and ``OUT/manifest.json`` holding one
-entry per scene (status, timings, error). A scene's folder appears whole or not at all
+entry per scene (status, timings, error, files skipped as unusable). A scene's folder appears whole or not at all
 (it is written beside and renamed into place), and its manifest entry is written after
 that, so the manifest is the record of what is done: a rerun skips scenes marked
 ``done`` and retries the rest, and a batch killed at any point reruns to a consistent
@@ -24,7 +24,8 @@ from typing import Any
 from recon3d.errors import InputError, Recon3DError
 from recon3d.exports import ExportOptions
 from recon3d.io.atomic import atomic_directory, atomic_path
-from recon3d.jobs import VideoOptions, reconstruct_scene
+from recon3d.io.inputs import InputOptions
+from recon3d.jobs import reconstruct_scene
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.refine import RefineOptions, refinement_summary
@@ -47,7 +48,7 @@ class BatchSettings:
     device: str = "auto"
     precision: str = "auto"
     preprocess_mode: str = "auto"
-    video: VideoOptions = field(default_factory=VideoOptions)
+    inputs: InputOptions = field(default_factory=InputOptions)
     token_merging: MergeConfig | None = None
     pairwise: PairwiseOptions | None = None
     refine: RefineOptions | None = None
@@ -121,14 +122,15 @@ def process_scene(name: str, source: str, out_root: str, settings: BatchSettings
         with atomic_directory(Path(out_root) / name) as tmp:
             result = reconstruct_scene(
                 [source], tmp, settings.formats, settings.options, model=model, device=settings.device,
-                precision=settings.precision, preprocess_mode=settings.preprocess_mode, video=settings.video,
+                precision=settings.precision, preprocess_mode=settings.preprocess_mode, input_options=settings.inputs,
                 token_merging=settings.token_merging, pairwise=settings.pairwise, refine=settings.refine,
             )
         entry.update(
             status="done", views=result.prediction.num_views, model=result.prediction.model_name,
             stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()}, counts=result.report.counts,
             outputs=sorted(str(p.relative_to(tmp)) for paths in result.report.files.values() for p in paths),
-            error=None,
+            error=None, skipped=[s.as_dict() for s in result.inputs.skipped],
+            dropped_frames=result.inputs.dropped_frames, notes=result.inputs.notes,
         )
         refinement = result.prediction.refinement
         if refinement is not None:

@@ -1,12 +1,14 @@
 """The ``recon3d`` command line.
 
-Exit codes: 0 success, 1 user error (a one-line message, no traceback), 2 internal
-error (set RECON3D_DEBUG=1 for the traceback).
+Exit codes: 0 success, 1 input error (a one-line message, no traceback), 2 usage error
+(the command's usage line and what was wrong with it), 3 internal error (set
+RECON3D_DEBUG=1 for the traceback).
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recon3d.errors import Recon3DError
+from recon3d.io.images import MIN_IMAGE_SIDE
 from recon3d.pairwise.graph import GRAPH_HELP, check_scene_graph
 
 app = typer.Typer(
@@ -47,6 +50,8 @@ def _global_options(
 
 
 app.add_typer(models_app, name="models")
+INTERNAL_ERROR = 3
+"""Exit code of a bug in recon3d (1 is an input error, 2 a usage error, as in click)."""
 console = Console(stderr=True)
 
 
@@ -67,32 +72,68 @@ FRUSTUMS_OPT = typer.Option(True, "--frustums/--no-frustums", help="Draw the cam
 MAX_POINTS_OPT = typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb.")
 COLMAP_CAMERA_OPT = typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE.")
 COLMAP_POINTS_OPT = typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D.")
+INPUTS_ARG = typer.Argument(..., metavar="INPUTS", help="Image files, folders of images (a folder holding only one video uses it), or video files. Images under " f"{MIN_IMAGE_SIDE} px on a side are refused.")
 FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1).")
 EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
 MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
+SELECT_FRAMES_OPT = typer.Option("all", "--select-frames", help="all, or sharp: drop blurred frames (low variance of the Laplacian next to their neighbours) and near-duplicates of the previous kept frame, from videos and from each image folder, before the --fps/--every-n/--max-frames sampling (which then takes the sharpest frame of each window); what was dropped is listed.")
+STRICT_OPT = typer.Option(False, "--strict", help="Stop at the first unusable file in an input folder (unreadable, unsupported, too small, a link leaving the folder) instead of skipping it with a warning.")
+FOLLOW_LINKS_OPT = typer.Option(False, "--follow-links", help="Use symbolic links in input folders that point outside the folder (skipped by default).")
 MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
 SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models. " + GRAPH_HELP)
 ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
 REFINE_OPT = typer.Option("auto", "--refine", help="Geometric refinement after the network: ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks), none, or auto (ba for the embedded default model, whose own cameras are not usable yet; none for the others).")
 
 
+def _bad_value(message: str, flag: str | None = None) -> typer.BadParameter:
+    """A usage error: main() prints the command's usage line and this message (exit code 2)."""
+    return typer.BadParameter(message, param_hint=f"'{flag}'" if flag else None)
+
+
+def _input_options(fps, every_n, max_frames, select_frames: str, strict: bool, follow_links: bool):
+    from recon3d.io.frame_selection import SELECT_MODES
+    from recon3d.io.inputs import InputOptions
+
+    if fps is not None and every_n is not None:
+        raise _bad_value("give either --fps or --every-n, not both")
+    if select_frames not in SELECT_MODES:
+        raise _bad_value(f"choose from {', '.join(SELECT_MODES)}, not '{select_frames}'", "--select-frames")
+    return InputOptions(video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
+                        select_frames=select_frames, strict=strict, follow_links=follow_links)
+
+
 def _refine_options(refine: str):
     from recon3d.refine import RefineOptions
 
-    return RefineOptions(method=refine.strip().lower())
+    try:
+        return RefineOptions(method=refine.strip().lower())
+    except Recon3DError as err:
+        raise _bad_value(str(err), "--refine") from None
 
 
 def _pairwise_options(scene_graph: str, align_iters: int):
     from recon3d.pairwise.reconstruct import PairwiseOptions
 
-    return PairwiseOptions(scene_graph=check_scene_graph(scene_graph), align_iters=align_iters)
+    try:
+        return PairwiseOptions(scene_graph=check_scene_graph(scene_graph), align_iters=align_iters)
+    except Recon3DError as err:
+        raise _bad_value(str(err), "--scene-graph") from None
+
+
+def _check_device_and_precision(device: str, precision: str) -> None:
+    from recon3d.networks.precision import PRECISIONS
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise _bad_value(f"use auto, cpu, cuda or cuda:N, not '{device}'", "--device")
+    if precision not in PRECISIONS:
+        raise _bad_value(f"choose from {', '.join(PRECISIONS)}, not '{precision}'", "--precision")
 
 
 def _check_mode(mode: str) -> None:
     from recon3d.io.preprocess import MODES
 
     if mode != "auto" and mode not in MODES:
-        raise Recon3DError(f"--mode must be one of auto, {', '.join(MODES)}, not '{mode}'")
+        raise _bad_value(f"choose from auto, {', '.join(MODES)}, not '{mode}'", "--mode")
 
 
 def _merge_config(value: str):
@@ -101,13 +142,13 @@ def _merge_config(value: str):
     try:
         return parse_merge_option(value)
     except ValueError as err:
-        raise Recon3DError(str(err)) from None
+        raise _bad_value(str(err), "--merge") from None
 
 
 
 @app.command()
 def predict(
-    inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
+    inputs: list[Path] = INPUTS_ARG,
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the prediction (.npz)."),
     model: str = MODEL_OPT,
     device: str = DEVICE_OPT,
@@ -116,32 +157,37 @@ def predict(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    select_frames: str = SELECT_FRAMES_OPT,
+    strict: bool = STRICT_OPT,
+    follow_links: bool = FOLLOW_LINKS_OPT,
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
     refine: str = REFINE_OPT,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
+    from recon3d.io.inputs import collect_inputs
     from recon3d.pipeline import reconstruct
 
+    _check_device_and_precision(device, precision)
     merging = _merge_config(merge)
     if output.suffix != ".npz":
-        raise Recon3DError(f"output '{output}' must end in .npz")
+        raise _bad_value(f"'{output}' must end in .npz", "--output")
     _check_mode(mode)
     pairwise = _pairwise_options(scene_graph, align_iters)
     refinement = _refine_options(refine)
-    if fps is not None and every_n is not None:
-        raise Recon3DError("give either --fps or --every-n, not both")
+    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
     start = time.perf_counter()
-    with console.status("starting") as status:
+    with console.status("loading images") as status:
+        loaded = collect_inputs(inputs, input_options)
         prediction = reconstruct(
-            inputs, model, device=device, precision=precision, preprocess_mode=mode,
-            video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
+            loaded, model, device=device, precision=precision, preprocess_mode=mode,
             on_stage=lambda name: status.update(f"{name}…"), token_merging=merging, pairwise=pairwise,
             refine=refinement,
         )
         status.update("writing")
         prediction.save_npz(output)
+    _print_inputs(loaded)
     h, w = prediction.image_size_hw
     console.print(
         f"[green]wrote[/green] {output}: {prediction.num_views} views at {w}x{h} "
@@ -159,13 +205,13 @@ def _parse_list(value: str, allowed: tuple[str, ...], flag: str, *, all_word: st
     items = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in items if v not in allowed]
     if unknown or (all_word is not None and not items):
-        raise Recon3DError(f"{flag}: unknown value(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
-                           + (f" or '{all_word}'" if all_word else ""))
+        raise _bad_value(f"unknown value(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
+                         + (f" or '{all_word}'" if all_word else ""), flag)
     return items
 
 
 def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh, frustums, max_points,
-                     colmap_camera, colmap_points, mode, fps, every_n):
+                     colmap_camera, colmap_points, mode):
     """Validate the shared options; return (formats, ExportOptions)."""
     from recon3d.exports import EXPORT_FORMATS, FILTERS, ExportOptions
     from recon3d.io.colmap import CAMERA_MODELS
@@ -177,10 +223,8 @@ def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_
                                  (points_from, ("depth", "points"), "--points-from"),
                                  (mesh_depth, ("prediction", "gaussians"), "--mesh-depth")):
         if value not in allowed:
-            raise Recon3DError(f"{flag} must be one of {', '.join(allowed)}, not '{value}'")
+            raise _bad_value(f"choose from {', '.join(allowed)}, not '{value}'", flag)
     _check_mode(mode)
-    if fps is not None and every_n is not None:
-        raise Recon3DError("give either --fps or --every-n, not both")
     options = ExportOptions(
         conf_percentile=conf, mask_sky="sky" in chosen_filters, mask_black="black" in chosen_filters,
         mask_white="white" in chosen_filters, mask_edges="edges" in chosen_filters,
@@ -194,7 +238,7 @@ def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_
 
 @app.command()
 def reconstruct(
-    inputs: list[Path] = typer.Argument(..., help="Image files, folders of images, or video files."),
+    inputs: list[Path] = INPUTS_ARG,
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
     export: str = EXPORT_OPT,
     model: str = MODEL_OPT,
@@ -215,6 +259,9 @@ def reconstruct(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    select_frames: str = SELECT_FRAMES_OPT,
+    strict: bool = STRICT_OPT,
+    follow_links: bool = FOLLOW_LINKS_OPT,
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
@@ -223,12 +270,14 @@ def reconstruct(
     """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from recon3d.jobs import VideoOptions, reconstruct_scene
+    from recon3d.jobs import reconstruct_scene
 
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
-                                        frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
+                                        frustums, max_points, colmap_camera, colmap_points, mode)
     if output.exists() and not output.is_dir():
         raise Recon3DError(f"output '{output}' exists and is not a folder")
+    _check_device_and_precision(device, precision)
+    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
     merging = _merge_config(merge)
     pairwise = _pairwise_options(scene_graph, align_iters)
     refinement = _refine_options(refine)
@@ -248,10 +297,16 @@ def reconstruct(
         def on_progress(done: int, total: int) -> None:
             progress.update(tasks[-1], completed=done, total=total)
 
-        result = reconstruct_scene(inputs, output, formats, options, model=model, device=device, precision=precision,
-                                   preprocess_mode=mode, video=VideoOptions(fps, every_n, max_frames), on_stage=on_stage,
-                                   on_progress=on_progress, token_merging=merging, pairwise=pairwise,
-                                   refine=refinement)
+        try:
+            result = reconstruct_scene(inputs, output, formats, options, model=model, device=device,
+                                       precision=precision, preprocess_mode=mode, input_options=input_options,
+                                       on_stage=on_stage, on_progress=on_progress, token_merging=merging,
+                                       pairwise=pairwise, refine=refinement)
+        except Recon3DError:
+            # The error message alone names what failed; a half-drawn progress bar above it is noise.
+            for task in list(progress.task_ids):
+                progress.remove_task(task)
+            raise
         finish_stage()
     _print_summary(result, output)
 
@@ -271,7 +326,28 @@ def _print_refinement(pred) -> None:
     console.print(f"refinement: {escape(refinement.reason)}")
 
 
+SHOWN_PER_LIST = 20
+"""Longest list of skipped files or dropped frames printed in full."""
+
+
+def _print_inputs(loaded) -> None:
+    """What the input stage left out: unusable files, curated frames, and its remarks."""
+    for note in loaded.notes:
+        console.print(escape(note))
+    lists = (("skipped", "unusable file(s)", [(s.path, s.reason) for s in loaded.skipped]),
+             ("dropped", "frame(s) by --select-frames", list(loaded.dropped_frames.items())))
+    for verb, what, items in lists:
+        if not items:
+            continue
+        console.print(f"[yellow]{verb} {len(items)} {what}[/yellow]:")
+        for name, reason in items[:SHOWN_PER_LIST]:
+            console.print(f"  {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)
+        if len(items) > SHOWN_PER_LIST:
+            console.print(f"  … and {len(items) - SHOWN_PER_LIST} more")
+
+
 def _print_summary(result, output: Path) -> None:
+    _print_inputs(result.inputs)
     pred = result.prediction
     height, width = pred.image_size_hw
     table = Table(title=f"{pred.num_views} views at {width}x{height}, model {pred.model_name}", show_header=True)
@@ -316,6 +392,9 @@ def batch(
     fps: Optional[float] = FPS_OPT,
     every_n: Optional[int] = EVERY_N_OPT,
     max_frames: Optional[int] = MAX_FRAMES_OPT,
+    select_frames: str = SELECT_FRAMES_OPT,
+    strict: bool = STRICT_OPT,
+    follow_links: bool = FOLLOW_LINKS_OPT,
     merge: str = MERGE_OPT,
     scene_graph: str = SCENE_GRAPH_OPT,
     align_iters: int = ALIGN_ITERS_OPT,
@@ -325,11 +404,12 @@ def batch(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from recon3d.batch import BatchSettings, discover_scenes, run_batch
-    from recon3d.jobs import VideoOptions
 
     formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
-                                        frustums, max_points, colmap_camera, colmap_points, mode, fps, every_n)
-    settings = BatchSettings(formats, options, model, device, precision, mode, VideoOptions(fps, every_n, max_frames),
+                                        frustums, max_points, colmap_camera, colmap_points, mode)
+    _check_device_and_precision(device, precision)
+    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
+    settings = BatchSettings(formats, options, model, device, precision, mode, input_options,
                              _merge_config(merge), _pairwise_options(scene_graph, align_iters),
                              _refine_options(refine))
     discover_scenes(root)  # a bad root is reported before any progress display
@@ -345,6 +425,8 @@ def batch(
         def on_scene(name: str, entry: dict) -> None:
             colour = "green" if entry["status"] == "done" else "red"
             detail = f"{entry['seconds']:.1f} s" if entry["status"] == "done" else entry["error"]
+            if entry.get("skipped"):
+                detail += f", {len(entry['skipped'])} unusable file(s) skipped (listed in the manifest)"
             progress.console.print(f"[{colour}]{entry['status']}[/{colour}] {escape(name)}: {escape(str(detail))}")
             progress.advance(task)
 
@@ -387,6 +469,7 @@ def evaluate(
     """Score a model's cameras, depth and geometry against ground truth, beside pycolmap."""
     from recon3d.eval.harness import run_eval_cli
 
+    _check_device_and_precision(device, "auto")
     if not scene.is_dir():
         raise Recon3DError(f"scene folder '{scene}' does not exist")
     run_eval_cli(scene, model, json_path=json_path, max_views=max_views, baseline=baseline, device=device,
@@ -405,13 +488,13 @@ def synth(
     from recon3d.synth import KINDS, make_scene, write_scene
 
     if kind not in KINDS:
-        raise Recon3DError(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'")
+        raise _bad_value(f"choose from {', '.join(KINDS)}, not '{kind}'", "--kind")
     try:
         width, height = (int(x) for x in size.lower().split("x"))
     except ValueError:
-        raise Recon3DError(f"--size must look like 320x240, not '{size}'") from None
+        raise _bad_value(f"must look like 320x240, not '{size}'", "--size") from None
     if width < 8 or height < 8:
-        raise Recon3DError("--size must be at least 8x8")
+        raise _bad_value("must be at least 8x8", "--size")
     with console.status(f"rendering {views} views"):
         write_scene(make_scene(kind, seed, views, (width, height)), output)
     console.print(f"[green]wrote[/green] {output}: {kind} scene, seed {seed}, {views} views at {width}x{height}")
@@ -443,15 +526,15 @@ def render_video(
     from recon3d.render.paths import interpolate_path, load_cameras, orbit_path
 
     if cameras is None:
-        raise Recon3DError("render needs input cameras: give --cameras FILE (camera JSON, a scene's cameras.json or a prediction .npz)")
+        raise _bad_value("render needs input cameras: give --cameras FILE (camera JSON, a scene's cameras.json or a prediction .npz)", "--cameras")
     if output.suffix.lower() != ".mp4":
-        raise Recon3DError(f"output '{output}' must end in .mp4")
+        raise _bad_value(f"'{output}' must end in .mp4", "--output")
     if path not in (None, "orbit", "interpolate"):
-        raise Recon3DError(f"--path must be orbit or interpolate, not '{path}'")
+        raise _bad_value(f"choose from orbit, interpolate, not '{path}'", "--path")
     if backend not in BACKENDS:
-        raise Recon3DError(f"--backend must be one of {', '.join(BACKENDS)}, not '{backend}'")
+        raise _bad_value(f"choose from {', '.join(BACKENDS)}, not '{backend}'", "--backend")
     if mode not in ("RGB", "D"):
-        raise Recon3DError(f"--mode must be RGB or D, not '{mode}'")
+        raise _bad_value(f"choose from RGB, D, not '{mode}'", "--mode")
     if not scene.is_file():
         raise Recon3DError(f"scene '{scene}' does not exist")
     gaussians = read_gaussians_ply(scene)
@@ -592,11 +675,24 @@ def models_download(
     Console().print(f"{name}: {path}")
 
 
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """Exceptions click raises for usage errors: typer's bundled click derives them from
+    ``typer.TyperException``; older typer releases use the ``click`` package's own."""
+    types: list[type[Exception]] = [typer.TyperException]
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the typer app and turns exceptions into exit codes."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="recon3d", standalone_mode=False)
         # Without standalone mode click returns the code of a typer.Exit instead of raising it.
         if isinstance(code, int):
             return code
@@ -608,17 +704,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except typer.Exit as ex:
         return ex.exit_code
+    except _click_exception_types() as err:
+        # Usage errors (unknown option, missing argument, bad value): the usage line and the problem.
+        err.show()
+        return err.exit_code
     except Exception as err:  # noqa: BLE001 — anything else is our bug, reported as such
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
         if os.environ.get("RECON3D_DEBUG"):
             raise
         console.print(f"[red]internal error:[/red] {type(err).__name__}: {escape(str(err))} (set RECON3D_DEBUG=1 for details)",
                       highlight=False, soft_wrap=True)
-        return 2
+        return INTERNAL_ERROR
     return 0
 
 

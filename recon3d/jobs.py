@@ -13,27 +13,20 @@ from pathlib import Path
 import torch
 
 from recon3d.exports import ExportOptions, ExportReport, export_scene
+from recon3d.io.inputs import InputOptions, InputSet, collect_inputs
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.refine import RefineOptions
 from recon3d.types import Prediction
 
-__all__ = ["VideoOptions", "SceneResult", "StageClock", "reconstruct_scene"]
-
-
-@dataclass
-class VideoOptions:
-    """Frame sampling for video inputs (see `recon3d.io.video.load_video_frames`)."""
-
-    fps: float | None = None
-    every_n: int | None = None
-    max_frames: int | None = None
+__all__ = ["SceneResult", "StageClock", "reconstruct_scene"]
 
 
 @dataclass
 class SceneResult:
     prediction: Prediction
     report: ExportReport
+    inputs: InputSet
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -75,7 +68,7 @@ def reconstruct_scene(
     device: str = "auto",
     precision: str = "auto",
     preprocess_mode: str = "auto",
-    video: VideoOptions | None = None,
+    input_options: InputOptions | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
@@ -87,17 +80,15 @@ def reconstruct_scene(
     Raises:
         InputError / WeightsError: bad inputs or weights (one-line messages).
     """
-    from recon3d.io.images import collect_inputs
     from recon3d.pipeline import reconstruct
 
-    video = video or VideoOptions()
     clock = StageClock(on_stage)
     clock.stage("load images")
-    loaded = collect_inputs(inputs, video_every_n=video.every_n, video_fps=video.fps, video_max_frames=video.max_frames)
+    loaded = collect_inputs(inputs, input_options)
     prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
                              on_stage=clock.stage, on_progress=on_progress, token_merging=token_merging,
                              pairwise=pairwise, refine=refine)
-    report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded],
+    report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded.views],
                           on_stage=clock.stage)
     clock.stop()
-    return SceneResult(prediction, report, clock.seconds)
+    return SceneResult(prediction, report, loaded, clock.seconds)

@@ -10,6 +10,8 @@ import PIL.Image
 import torch
 
 from recon3d.errors import InputError
+from recon3d.io.images import LoadedImage, check_image_size, to_rgb
+from recon3d.io.inputs import InputOptions, InputSet, collect_inputs
 from recon3d.networks.dust3r import DUSt3R
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
@@ -31,19 +33,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def _load_inputs(inputs: ImageInput | Sequence[ImageInput], **video_options) -> tuple[list[PIL.Image.Image], list[str]]:
-    from recon3d.io.images import collect_inputs, to_rgb
-
-    from recon3d.io.images import LoadedImage
-
+def _load_inputs(inputs: ImageInput | Sequence[ImageInput] | InputSet,
+                 options: InputOptions | None) -> tuple[list[PIL.Image.Image], list[str]]:
+    if isinstance(inputs, InputSet):
+        inputs = inputs.views
     items = [inputs] if isinstance(inputs, (str, Path, PIL.Image.Image)) else list(inputs)
     if not items:
         raise InputError("no input images given")
     if all(isinstance(x, LoadedImage) for x in items):
         return [x.image for x in items], [x.name for x in items]
     if all(isinstance(x, PIL.Image.Image) for x in items):
+        for i, image in enumerate(items):
+            check_image_size(image.width, image.height, f"input image {i}")
         return [to_rgb(x) for x in items], [f"image_{i:04d}" for i in range(len(items))]
-    loaded = collect_inputs(items, **video_options)
+    loaded = collect_inputs(items, options).views
     return [x.image for x in loaded], [x.name for x in loaded]
 
 
@@ -95,9 +98,7 @@ def reconstruct(
     device: str | torch.device = "auto",
     precision: str = "auto",
     preprocess_mode: str = "auto",
-    video_every_n: int | None = None,
-    video_fps: float | None = None,
-    video_max_frames: int | None = None,
+    input_options: InputOptions | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     token_merging: MergeConfig | None = None,
@@ -107,8 +108,8 @@ def reconstruct(
     """Predict cameras, depth and point maps for unposed photos.
 
     Args:
-        images: a folder, image or video paths, PIL images, or images already loaded by
-            `recon3d.io.images.collect_inputs` (at least one).
+        images: a folder, image or video paths, PIL images, or the views loaded by
+            `recon3d.io.inputs.collect_inputs` (at least one).
         model: a loaded network, or anything ``recon3d.load_model`` accepts.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         precision: backbone precision when ``model`` is loaded here.
@@ -116,7 +117,8 @@ def reconstruct(
             or ``"square-crop"`` for DUSt3R at 512 or 224 px), ``"crop"`` (width 518,
             centre crop), ``"pad"`` (long side 518, white padding to a square), ``"fit"``
             (long side 518, aspect kept); see `recon3d.io.preprocess`.
-        video_every_n, video_fps, video_max_frames: frame sampling for video inputs.
+        input_options: how paths become views (video sampling, frame selection,
+            skipping of unusable files in folders); see `recon3d.io.inputs.InputOptions`.
         on_stage: called with a short stage name as work progresses (for progress bars).
         on_progress: called with ``(done, total)`` within stages that count steps
             (DUSt3R's pairs and alignment iterations).
@@ -136,9 +138,7 @@ def reconstruct(
     stage = on_stage or (lambda name: None)
     torch_device = resolve_device(device)
     stage("load images")
-    pil_images, names = _load_inputs(
-        images, video_every_n=video_every_n, video_fps=video_fps, video_max_frames=video_max_frames
-    )
+    pil_images, names = _load_inputs(images, input_options)
     if not isinstance(model, torch.nn.Module):
         stage("load model")
         model = load_model(model, device=torch_device, precision=precision)

@@ -138,3 +138,24 @@ def test_batch_root_errors_are_one_line(tmp_path):
     assert result.returncode == 1
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         line for line in result.stderr.splitlines() if "no scene subfolders" in line]
+
+
+def test_manifest_lists_the_files_a_scene_skipped(tmp_path):
+    import dataclasses
+
+    from recon3d.io.inputs import InputOptions
+
+    root, out = make_root(tmp_path / "root", good=2, broken=False), tmp_path / "out"
+    data = (root / "scene_1" / "0.png").read_bytes()
+    (root / "scene_1" / "2_cut.png").write_bytes(data[:100])
+    settings = BatchSettings(["npz"], ExportOptions(), model=MODEL)
+    scenes = run_batch(root, out, settings)["scenes"]
+    assert scenes["scene_0"]["status"] == "done" and scenes["scene_0"]["skipped"] == []
+    assert scenes["scene_1"]["status"] == "done" and scenes["scene_1"]["views"] == 2
+    (skipped,) = scenes["scene_1"]["skipped"]
+    assert Path(skipped["path"]).name == "2_cut.png" and "cannot read" in skipped["reason"]
+    assert manifest_of(out)["scene_1"]["skipped"] == scenes["scene_1"]["skipped"]  # as written to disk
+
+    strict = run_batch(root, tmp_path / "strict", dataclasses.replace(settings, inputs=InputOptions(strict=True)))
+    assert strict["scenes"]["scene_0"]["status"] == "done"
+    assert strict["scenes"]["scene_1"]["status"] == "failed" and "2_cut.png" in strict["scenes"]["scene_1"]["error"]

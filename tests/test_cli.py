@@ -46,15 +46,63 @@ def test_folder_of_non_images(tmp_path):
     assert_one_line_user_error(result, "no images")
 
 
-def test_corrupt_png(tmp_path):
+def test_corrupt_png_in_a_folder_is_skipped_or_with_strict_fatal(tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
     _write_photo(folder / "good.png")
     data = (folder / "good.png").read_bytes()
     (folder / "broken.png").write_bytes(data[: len(data) // 2])
     result = run_cli("predict", str(folder), "-o", str(tmp_path / "p.npz"), "--model", "vggt-untrained-small")
+    assert result.returncode == 0, result.stderr
+    assert Prediction.load_npz(tmp_path / "p.npz").names == ["good.png"]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("skipping ")]
+    assert len(warnings) == 1 and "broken.png" in warnings[0]
+
+    (tmp_path / "p.npz").unlink()
+    result = run_cli("predict", str(folder), "-o", str(tmp_path / "p.npz"), "--model", "vggt-untrained-small",
+                     "--strict")
     assert_one_line_user_error(result, "broken.png")
     assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob(".*part"))
+
+
+def test_twenty_good_and_three_corrupt_images(tmp_path):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    for i in range(20):
+        _write_photo(folder / f"view_{i:02d}.png", size=(64, 48), seed=i)
+    data = (folder / "view_00.png").read_bytes()
+    corrupt = {"view_03b.png": data[:200], "view_11b.png": b"<html><body>404</body></html>",
+               "view_17b.jpg": bytes(reversed(data))}
+    for name, content in corrupt.items():
+        (folder / name).write_bytes(content)
+    out = tmp_path / "out"
+    result = run_cli("reconstruct", str(folder), "-o", str(out), "--model", "vggt-untrained-small", "--mode", "fit",
+                     "--export", "npz,ply")
+    assert result.returncode == 0, result.stderr
+    assert Prediction.load_npz(out / "prediction.npz").num_views == 20
+    summary = result.stderr[result.stderr.index("skipped 3 unusable file(s)"):]
+    assert all(name in summary for name in corrupt)
+
+    strict = run_cli("reconstruct", str(folder), "-o", str(tmp_path / "strict"), "--model", "vggt-untrained-small",
+                     "--strict")
+    assert_one_line_user_error(strict, "view_03b.png")  # the first in the folder's order
+    assert not (tmp_path / "strict").exists()
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["predict", "photos", "-o", "x.npz", "--bogus"], "No such option: --bogus"),
+    (["reconstruct"], "Missing argument"),
+    (["reconstruct", "photos", "-o", "out", "--conf-percentile", "200"], "Invalid value for '--conf-percentile'"),
+    (["reconstruct", "photos", "-o", "out", "--max-points", "many"], "Invalid value for '--max-points'"),
+    (["predict", "photos", "-o", "x.npz", "--select-frames", "best"], "Invalid value for '--select-frames'"),
+])
+def test_usage_errors_print_the_usage_line(args, problem, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"Usage: recon3d {args[0]} [OPTIONS]"), result.stderr
+    assert problem in result.stderr and "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_path_and_bad_model(tmp_path):
@@ -125,7 +173,8 @@ def test_reconstruct_writes_the_chosen_exports(tmp_path):
 def test_reconstruct_rejects_an_unknown_format(tmp_path):
     _write_photo(tmp_path / "a.png")
     result = run_cli("reconstruct", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--export", "glb,fbx")
-    assert_one_line_user_error(result, "fbx")
+    assert result.returncode == 2 and "Usage: recon3d reconstruct" in result.stderr, result.stderr
+    assert "Invalid value for '--export': unknown value(s) fbx" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -1,4 +1,4 @@
-"""Image loading: orientation, colour modes, bit depths, damaged files, folder collection."""
+"""Image loading: orientation, colour modes, bit depths, damaged files, size limits."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from recon3d.errors import InputError
-from recon3d.io.images import LoadedImage, collect_inputs, load_image, to_rgb
+from recon3d.io.images import load_image, to_rgb
 
 RED = (255, 0, 0)
 EXIF_ORIENTATION = 0x0112
@@ -149,8 +149,6 @@ def test_huge_image_over_limit(tmp_path: Path) -> None:
     path = _save(Image.new("RGB", (2000, 1000)), tmp_path / "big.png")  # 2.0 megapixels
     with pytest.raises(InputError, match=r"big\.png.*2\.0 megapixels.*limit of 1.*max_megapixels"):
         load_image(path, max_megapixels=1)
-    with pytest.raises(InputError, match="megapixels"):
-        collect_inputs([path], max_megapixels=1.5)
 
 
 def test_our_limit_replaces_pillows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,59 +157,3 @@ def test_our_limit_replaces_pillows(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path = _save(Image.new("RGB", (2000, 1000)), tmp_path / "big.png")
     assert load_image(path).size == (2000, 1000)
     assert Image.MAX_IMAGE_PIXELS == 500_000
-
-
-# --- collect_inputs -----------------------------------------------------------------------
-
-def _tiny(path: Path, value: int = 0) -> Path:
-    return _save(Image.new("RGB", (8, 6), (value, value, value)), path)
-
-
-def test_folder_natural_order_skips_hidden_and_non_images(tmp_path: Path) -> None:
-    for name in ["img10.png", "img2.png", "img1.jpg", "IMG3.JPEG", ".img0.png"]:
-        _tiny(tmp_path / name)
-    (tmp_path / "notes.txt").write_text("not an image")
-    (tmp_path / "sub").mkdir()
-    _tiny(tmp_path / "sub" / "img4.png")
-    views = collect_inputs(tmp_path)
-    assert [v.name for v in views] == ["img1.jpg", "img2.png", "IMG3.JPEG", "img10.png"]
-    assert all(isinstance(v, LoadedImage) and v.image.mode == "RGB" for v in views)
-    assert views[0].size_hw == (6, 8)
-
-
-def test_empty_and_imageless_folders(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(InputError, match=r"no images found in '.*empty' \(supported: \.png, \.jpg"):
-        collect_inputs(empty)
-    texts = tmp_path / "texts"
-    texts.mkdir()
-    (texts / "a.txt").write_text("a")
-    (texts / "b.txt").write_text("b")
-    with pytest.raises(InputError, match="no images found"):
-        collect_inputs([texts])
-
-
-def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="no inputs"):
-        collect_inputs([])
-    with pytest.raises(InputError, match="does not exist"):
-        collect_inputs(tmp_path / "nowhere")
-    notes = tmp_path / "notes.txt"
-    notes.write_text("x")
-    with pytest.raises(InputError, match="notes.txt.*not a supported image or video"):
-        collect_inputs([notes])
-
-
-def test_duplicate_names_are_disambiguated(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first = _tiny(tmp_path / "a" / "x.png", 10)
-    second = _tiny(tmp_path / "b" / "x.png", 20)
-    other = _tiny(tmp_path / "a" / "y.png", 30)
-    views = collect_inputs([first, second, other])
-    assert [v.name for v in views] == ["a/x.png", "b/x.png", "y.png"]
-    assert [v.image.getpixel((0, 0))[0] for v in views] == [10, 20, 30]
-
-    twice = collect_inputs([other, other])
-    assert len({v.name for v in twice}) == 2

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from recon3d.errors import InputError
-from recon3d.io.images import LoadedImage, collect_inputs
+from recon3d.io.images import LoadedImage
+from recon3d.io.inputs import InputOptions, collect_inputs
 from recon3d.io.video import load_video_frames
 
 NUM_FRAMES = 30
@@ -93,9 +94,9 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
 
 
 def test_collect_inputs_takes_videos(clip: Path, tmp_path: Path) -> None:
-    views = collect_inputs([clip], video_every_n=10)
+    views = collect_inputs([clip], InputOptions(video_every_n=10)).views
     assert [v.name for v in views] == ["clip_f000000", "clip_f000010", "clip_f000020"]
-    views = collect_inputs(clip, video_fps=1, video_max_frames=2)
+    views = collect_inputs(clip, InputOptions(video_fps=1, video_max_frames=2)).views
     assert [v.name for v in views] == ["clip_f000000", "clip_f000020"]
 
 

@@ -7,11 +7,9 @@ sees the same pixels the reference would.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import threading
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,14 +18,16 @@ from PIL import Image, ImageOps
 
 from recon3d.errors import InputError
 
-logger = logging.getLogger(__name__)
-
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 MAX_MEGAPIXELS: float = 178
 """Default size limit of one image in megapixels (10^6 pixels); Pillow's own hard limit
 (decompression-bomb error) is about the same, 2 * 89.5 Mpx."""
+
+MIN_IMAGE_SIDE: int = 32
+"""Smallest accepted image side in pixels: below it an image carries too little to
+reconstruct, and upscaling it to the network's input size would invent the geometry."""
 
 _HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _UINT16_MAX = 65535.0
@@ -105,6 +105,17 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_image_size(width: int, height: int, what: str) -> None:
+    """Refuse an image (or video) with a side under ``MIN_IMAGE_SIDE`` pixels.
+
+    Raises:
+        InputError: naming ``what`` and its size.
+    """
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise InputError(f"{what} is {width}x{height} pixels, smaller than the minimum of {MIN_IMAGE_SIDE} px "
+                         "on a side; use larger images or leave it out")
+
+
 def load_image(path: str | Path, *, max_megapixels: float | None = None) -> Image.Image:
     """Read an image file as an EXIF-oriented 8-bit RGB image.
 
@@ -150,101 +161,3 @@ def natural_sort_key(name: str) -> tuple[tuple[int | str, ...], str]:
     parts = re.split(r"(\d+)", name.lower())
     # re.split alternates text and digit runs starting with text, so positions never mix types.
     return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
-
-
-def _supported_list() -> str:
-    return ", ".join(IMAGE_EXTENSIONS)
-
-
-def _folder_images(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder`` (no hidden files), in natural order."""
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
-        if entry.suffix.lower() in IMAGE_EXTENSIONS:
-            found.append(entry)
-        else:
-            logger.debug("skipping '%s': not an image (supported: %s)", entry, _supported_list())
-    if not found:
-        raise InputError(
-            f"no images found in '{folder}' (supported: {_supported_list()}); "
-            "add images to the folder or pass image or video files"
-        )
-    return sorted(found, key=lambda p: natural_sort_key(p.name))
-
-
-def _unique_names(sources: list[Path], names: list[str]) -> list[str]:
-    """Make names unique: a clashing name gets its source's parent folder as a prefix
-    (``parent/name``); clashes left after that get ``#2``, ``#3``, ... appended."""
-    counts = Counter(names)
-    prefixed = [f"{src.parent.name}/{n}" if counts[n] > 1 else n for src, n in zip(sources, names)]
-    unique: list[str] = []
-    seen: set[str] = set()
-    for candidate in prefixed:
-        name, k = candidate, 2
-        while name in seen:
-            name, k = f"{candidate}#{k}", k + 1
-        seen.add(name)
-        unique.append(name)
-    return unique
-
-
-def collect_inputs(
-    inputs: str | Path | Sequence[str | Path],
-    *,
-    video_every_n: int | None = None,
-    video_fps: float | None = None,
-    video_max_frames: int | None = None,
-    max_megapixels: float | None = None,
-) -> list[LoadedImage]:
-    """Load every view named by ``inputs``, in order, with unique names.
-
-    Each input is a folder (its image files, not recursive, hidden files skipped,
-    natural sort order), an image file, or a video file (frames sampled by
-    :func:`recon3d.io.video.load_video_frames` with ``video_every_n`` / ``video_fps`` /
-    ``video_max_frames``; default one frame per second).
-
-    Names are file names (images) or ``<stem>_f<frame index>`` (video frames); names
-    that would clash are prefixed with their parent folder as ``parent/name``.
-
-    Raises:
-        InputError: no inputs, a missing path, a folder without images, an unreadable
-            file, or a file that is neither a supported image nor a video.
-    """
-    # Imported here because video.py builds on this module's LoadedImage.
-    from recon3d.io.video import load_video_frames
-
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if not items:
-        raise InputError("no inputs given; pass an image folder, image files or a video")
-
-    sources: list[Path] = []
-    loaded: list[LoadedImage] = []
-    for item in items:
-        path = Path(item).expanduser()
-        if not path.exists():
-            raise InputError(f"input '{path}' does not exist; check the path")
-        if path.is_dir():
-            files = _folder_images(path)
-        elif path.suffix.lower() in VIDEO_EXTENSIONS:
-            frames = load_video_frames(
-                path, every_n=video_every_n, fps=video_fps, max_frames=video_max_frames
-            )
-            sources += [path] * len(frames)
-            loaded += frames
-            continue
-        elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            files = [path]
-        else:
-            raise InputError(
-                f"'{path}' is not a supported image or video (images: {_supported_list()}; "
-                f"videos: {', '.join(VIDEO_EXTENSIONS)}); convert it or leave it out"
-            )
-        for file in files:
-            sources.append(file)
-            loaded.append(LoadedImage(file.name, load_image(file, max_megapixels=max_megapixels)))
-
-    for view, name in zip(loaded, _unique_names(sources, [v.name for v in loaded])):
-        view.name = name
-    return loaded

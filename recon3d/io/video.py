@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 from recon3d.errors import InputError
-from recon3d.io.images import LoadedImage
+from recon3d.io.frame_selection import SELECT_MODES, curate, score_frame, sharpest_per_slot
+from recon3d.io.images import LoadedImage, check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ def load_video_frames(
     fps: float | None = None,
     num_frames: int | None = None,
     max_frames: int | None = None,
+    select: str = "all",
+    dropped: dict[str, str] | None = None,
 ) -> list[LoadedImage]:
     """Decode a sample of a video's frames as RGB images.
 
@@ -140,6 +143,12 @@ def load_video_frames(
         max_frames: cap on the number of frames; a larger selection is evenly subsampled
             (its first and last frame kept).
         At most one of every_n, fps and num_frames; with none, ``fps=DEFAULT_FPS`` (1).
+        select: ``"all"``, or ``"sharp"`` to score every frame first (one extra decoding
+            pass), drop blurred and near-duplicate frames (`recon3d.io.frame_selection`),
+            and sample among the rest, taking the sharpest frame of each every_n block
+            or 1/fps window.
+        dropped: if given, filled with ``frame name -> reason`` for each frame that
+            ``select="sharp"`` dropped.
 
     Returns:
         Frames in display order, upright (display rotation applied), named
@@ -150,13 +159,19 @@ def load_video_frames(
         InputError: the file cannot be read as a video, has no video stream or no frames.
     """
     _check_options(every_n, fps, num_frames, max_frames)
+    if select not in SELECT_MODES:
+        raise ValueError(f"select must be one of {', '.join(SELECT_MODES)}, not '{select}'")
     path = Path(path)
     with _open(path) as container:
-        times = _frame_times(container, _video_stream(container, path))
+        stream = _video_stream(container, path)
+        check_image_size(stream.codec_context.width, stream.codec_context.height, f"video '{path}'")
+        times = _frame_times(container, stream)
     if not times:
         raise InputError(f"video '{path}' has no frames; check the file or re-encode it")
 
-    if every_n is not None:
+    if select == "sharp":
+        selected = _select_sharp(path, times, every_n, fps, num_frames, dropped)
+    elif every_n is not None:
         selected = list(range(0, len(times), every_n))
     elif num_frames is not None:
         selected = _evenly_spaced(len(times), num_frames)
@@ -164,6 +179,8 @@ def load_video_frames(
         selected = _select_by_fps(times, DEFAULT_FPS if fps is None else fps)
     if max_frames is not None and len(selected) > max_frames:
         selected = [selected[i] for i in _evenly_spaced(len(selected), max_frames)]
+    if not selected:
+        raise InputError(f"no frames could be decoded from video '{path}'; check the file or re-encode it")
 
     # A fresh open instead of seeking back: decoding then surely starts at the first frame.
     with _open(path) as container:
@@ -175,6 +192,40 @@ def load_video_frames(
     return frames
 
 
+def _frame_name(path: Path, index: int) -> str:
+    return f"{path.stem}_f{index:06d}"
+
+
+def _select_sharp(
+    path: Path,
+    times: list[Fraction],
+    every_n: int | None,
+    fps: float | None,
+    num_frames: int | None,
+    dropped: dict[str, str] | None,
+) -> list[int]:
+    """Frame indices chosen among the sharp, distinct frames (see ``load_video_frames``)."""
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        scores = [score_frame(_upright(frame)) for frame in container.decode(stream)]
+    kept, reasons = curate(scores)
+    if dropped is not None:
+        dropped.update({_frame_name(path, i): why for i, why in sorted(reasons.items())})
+    logger.info("video '%s': %d of %d frames dropped as blurred or near-duplicate", path, len(reasons), len(scores))
+    # Timestamps may list more packets than frames decode; keep indices that exist in both.
+    kept = [i for i in kept if i < len(times)]
+    sharpness = [scores[i].sharpness for i in kept]
+    if num_frames is not None:
+        return [kept[p] for p in _evenly_spaced(len(kept), num_frames)]
+    if every_n is not None:
+        slots = [i // every_n for i in kept]
+    else:
+        rate = Fraction(DEFAULT_FPS if fps is None else fps)
+        slots = [math.floor(times[i] * rate) for i in kept]
+    return [kept[p] for p in sharpest_per_slot(slots, sharpness)]
+
+
 def _decode_selected(
     container: av.container.InputContainer, stream: av.VideoStream, path: Path, wanted: set[int]
 ) -> list[LoadedImage]:
@@ -184,7 +235,7 @@ def _decode_selected(
     frames = []
     for index, frame in enumerate(container.decode(stream)):
         if index in wanted:
-            frames.append(LoadedImage(f"{path.stem}_f{index:06d}", _upright(frame)))
+            frames.append(LoadedImage(_frame_name(path, index), _upright(frame)))
         if index >= last:
             break
     return frames
