@@ -5,9 +5,11 @@ can check that moving a control re-exports without running the network again.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +51,56 @@ def app_server():
         app.close()
 
 
-def sample_images(count: int = 4) -> list[str]:
-    return [str(p) for p in sorted(SCENE.glob("*.png"))[:count]]
+def sample_images(count: int = 4, start: int = 0) -> list[str]:
+    return [str(p) for p in sorted(SCENE.glob("*.png"))[start:start + count]]
+
+
+def session_folders() -> set[Path]:
+    from recon3d_ui.session import session_root
+
+    return {p for p in session_root().iterdir() if p.is_dir()}
+
+
+def new_session_folder(before: set[Path]) -> Path:
+    """The one session folder made since ``before`` was listed."""
+    (folder,) = session_folders() - before
+    return folder
+
+
+def reconstruct_args(files: list) -> tuple:
+    """/reconstruct inputs in API order: files, fps, max_frames, model, merge, scene_graph, align_iters, refine,
+    conf, show_cameras, filters, show."""
+    return (files, 1.0, 60, "auto", "auto", "complete", 300, "auto", 50, True, ["edges"], "points")
+
+
+@pytest.fixture
+def send_as_is(monkeypatch) -> set[str]:
+    """Paths that Client.predict sends as given, instead of uploading the local file first.
+
+    gradio_client uploads every local file it is handed; a hand-made request can name any
+    path (or file name) instead, which is what these tests need to send.
+    """
+    from gradio_client.client import Endpoint
+
+    paths: set[str] = set()
+    upload = Endpoint._upload_file
+
+    def upload_unless_listed(self, f: dict, data_index: int) -> dict:
+        return f if f["path"] in paths else upload(self, f, data_index)
+
+    monkeypatch.setattr(Endpoint, "_upload_file", upload_unless_listed)
+    return paths
+
+
+def file_data(path: str, orig_name: str) -> dict:
+    return {"path": path, "orig_name": orig_name, "meta": {"_type": "gradio.FileData"}}
+
+
+def wait_until_gone(path: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return not path.exists()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
@@ -114,3 +164,132 @@ def test_gradio_client_flow(app_server, tmp_path):
     viewer2, _, status2 = client.predict(80, frames, True, ["edges"], "points", api_name="/reexport")
     assert "export 2" in status2 and viewer2 != viewer
     assert calls["network"] == before + 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
+def test_browser_skips_a_corrupt_upload_and_closing_the_page_deletes_the_session(app_server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, calls = app_server
+    before_calls, before_folders = calls["network"], session_folders()
+    good = sample_images(3)
+    broken = tmp_path / "broken.png"
+    data = Path(good[0]).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # a valid header, then the pixel data stops
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.locator("#inputs input[type=file]").set_input_files([*good, str(broken)])
+        expect(page.locator("#inputs a[download]")).to_have_count(4, timeout=120_000)
+        page.locator("#reconstruct").click()
+        status = page.locator("#status")
+        expect(status).to_contain_text("export 1", timeout=300_000)
+        expect(status).to_contain_text("3 views")
+        expect(status).to_contain_text("skipped 1 of 4 uploads: broken.png (cannot read image")
+        assert calls["network"] == before_calls + 1
+        folder = new_session_folder(before_folders)
+        assert sorted(p.name for p in (folder / "inputs").iterdir()) == [
+            "000_000.png", "001_001.png", "002_002.png", "003_broken.png"]
+
+        page.close()  # the page's heartbeat stream ends: gradio runs the app's unload handler
+        assert wait_until_gone(folder, 30), f"{folder} still exists 30 s after the page closed"
+        browser.close()
+
+
+def test_api_upload_named_outside_the_upload_folder_stays_in_the_session(app_server, send_as_is):
+    import httpx
+    from gradio.utils import get_upload_folder
+    from gradio_client import Client, handle_file
+
+    from recon3d_ui.session import session_root
+
+    url, _ = app_server
+    data = Path(sample_images(1, start=5)[0]).read_bytes()
+    response = httpx.post(f"{url}gradio_api/upload", files=[("files", ("../../evil.png", data, "image/png"))])
+    response.raise_for_status()
+    (saved,) = response.json()
+    upload_folder = Path(get_upload_folder())
+    assert Path(saved).name == "evil.png" and Path(saved).resolve().is_relative_to(upload_folder.resolve())
+    send_as_is.add(saved)
+    before = session_folders()
+
+    client = Client(url, verbose=False)
+    files = [file_data(saved, "../../evil.png")] + [handle_file(p) for p in sample_images(2)]
+    _, _, status, _, frames = client.predict(*reconstruct_args(files), api_name="/reconstruct")
+    assert "3 views" in status and frames["value"] == ["evil.png", "000.png", "001.png"]
+    folder = new_session_folder(before)
+    assert (folder / "inputs" / "000_evil.png").read_bytes() == data
+    for place in (upload_folder.parent, upload_folder.parent.parent, session_root(), session_root().parent):
+        assert not (place / "evil.png").exists()
+
+
+@pytest.mark.parametrize("where", ["outside", "/etc/passwd"])
+def test_api_refuses_a_path_that_was_not_uploaded(app_server, send_as_is, tmp_path, monkeypatch, where):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, calls = app_server
+    secret = tmp_path / "secret.png"
+    shutil.copy(sample_images(1, start=6)[0], secret)
+    path = str(secret) if where == "outside" else where
+    send_as_is.add(path)
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def spy_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(os.path.realpath(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_os_open(file, *args, **kwargs):
+        opened.append(os.path.realpath(file))
+        return real_os_open(file, *args, **kwargs)
+
+    client = Client(url, verbose=False)
+    good = sample_images(1)[0]
+    before_calls, before_folders = calls["network"], session_folders()
+    monkeypatch.setattr(builtins, "open", spy_open)  # the app runs in this process: every open is seen
+    monkeypatch.setattr(os, "open", spy_os_open)
+    with pytest.raises(AppError):
+        client.predict(*reconstruct_args([file_data(path, Path(path).name), handle_file(good)]),
+                       api_name="/reconstruct")
+    monkeypatch.undo()
+    assert os.path.realpath(good) in opened  # the spies work: the client read the good image to upload it
+    assert os.path.realpath(path) not in opened
+    assert calls["network"] == before_calls
+    for folder in session_folders() - before_folders:
+        assert not any(p.name.endswith(Path(path).name) for p in folder.rglob("*"))
+
+
+def test_two_clients_have_separate_sessions(app_server):
+    import trimesh
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    url, _ = app_server
+    client_a, client_b = Client(url, verbose=False), Client(url, verbose=False)
+    before = session_folders()
+    viewer_a, _, _, _, frames_a = client_a.predict(*reconstruct_args([handle_file(p) for p in sample_images(3)]),
+                                                   api_name="/reconstruct")
+    folder_a = new_session_folder(before)
+    viewer_b, _, _, _, frames_b = client_b.predict(
+        *reconstruct_args([handle_file(p) for p in sample_images(3, start=3)]), api_name="/reconstruct")
+    frames_a, frames_b = frames_a["value"], frames_b["value"]  # the frame list comes back as a component update
+    folder_b = new_session_folder(before | {folder_a})
+    assert frames_a == ["000.png", "001.png", "002.png"] and frames_b == ["003.png", "004.png", "005.png"]
+    # What each client got back is its own session's export, staged from its own uploads only.
+    assert Path(viewer_a).read_bytes() == (folder_a / "export_001" / "scene.glb").read_bytes()
+    assert Path(viewer_b).read_bytes() == (folder_b / "export_001" / "scene.glb").read_bytes()
+    assert sorted(p.name for p in (folder_a / "inputs").iterdir()) == ["000_000.png", "001_001.png", "002_002.png"]
+    assert sorted(p.name for p in (folder_b / "inputs").iterdir()) == ["000_003.png", "001_004.png", "002_005.png"]
+
+    viewer_b2, _, status_b2 = client_b.predict(80, frames_b[:2], True, ["edges"], "points", api_name="/reexport")
+    assert "export 2" in status_b2 and "2 frames" in status_b2
+    assert Path(viewer_b2).read_bytes() == (folder_b / "export_002" / "scene.glb").read_bytes()
+    cameras = " ".join(n for n in trimesh.load(viewer_b2).graph.nodes_geometry if n.startswith("camera_"))
+    assert all(name in cameras for name in frames_b) and not any(name in cameras for name in frames_a)
+    assert not (folder_a / "export_002").exists()
+    with pytest.raises(AppError, match=r"000\.png"):  # A's frames are unknown to B's session
+        client_b.predict(80, frames_a, True, ["edges"], "points", api_name="/reexport")

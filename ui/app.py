@@ -6,35 +6,55 @@ controls re-export from the prediction kept in the session.
 """
 from __future__ import annotations
 
+import re
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from recon3d.errors import Recon3DError
 from recon3d.exports import FILTERS, ExportOptions
-from recon3d_ui.session import Session, all_downloads, delete_session, depth_and_confidence_images, viewer_export
+from recon3d_ui.session import (
+    Session,
+    all_downloads,
+    delete_session,
+    depth_and_confidence_images,
+    remove_stale_sessions,
+    session_root,
+    viewer_export,
+)
+from recon3d_ui.uploads import Upload, UploadLimits, load_staged, stage_uploads
+
+if TYPE_CHECKING:
+    from recon3d.io.inputs import SkippedFile
 
 REPO = Path(__file__).resolve().parents[1]
 SHOW_CHOICES = ["points", "mesh", "gaussians"]
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
-def _default_loader() -> Callable[[str], tuple[object, str]]:
-    """Zoo loader with one cached model per name; returns (model, one-line why)."""
+def zoo_loader(device: str = "auto") -> Callable[[str], tuple[object, str]]:
+    """Zoo loader with one cached model per name, on ``device`` (``auto``: the GPU when
+    there is one); returns (model, a line saying which model runs where, and why)."""
+    from recon3d.devices import describe_device, resolve_device
     from recon3d.zoo import load_model, resolve_auto
 
+    torch_device = resolve_device(device)
+    where = f"on {describe_device(torch_device)}"
     cache: dict[str, object] = {}
 
     def load(name: str):
-        line = f"model {name}"
+        line = f"model {name} {where}"
         if name == "auto":
             resolved, why = resolve_auto()
-            line = f"auto → {resolved} ({why})"
+            line = f"auto → {resolved} ({why}) {where}"
             name = resolved
         if name not in cache:
-            cache[name] = load_model(name)
+            cache[name] = load_model(name, device=torch_device)
         return cache[name], line
 
     return load
@@ -47,7 +67,15 @@ def _example_sets() -> list[list[str]]:
 
 @dataclass
 class UIConfig:
-    """Limits and hooks of the app (all configurable from `recon3d ui`)."""
+    """Limits and hooks of the app (all configurable from `recon3d ui`).
+
+    Attributes:
+        max_images: files per upload, and views after sampling a video.
+        max_megapixels: pixels of one image or video frame (10^6 pixels), read from its header.
+        max_upload_mb: bytes of one uploaded file, in MiB (2^20 bytes).
+        max_gaussians: splats sent to the browser's viewer.
+        load_model: name -> (network, status line); default: the zoo on ``recon3d ui --device``.
+    """
 
     models: list[str] = field(default_factory=lambda: [
         "auto", "recon3d-tiny", "vggt-1b", "dust3r-512-dpt", "dust3r-224-linear", "vggt-untrained-small",
@@ -57,8 +85,24 @@ class UIConfig:
     max_megapixels: float = 40.0
     max_upload_mb: int = 500
     max_gaussians: int = 300_000
-    load_model: Callable[[str], tuple[object, str]] = field(default_factory=_default_loader)
+    load_model: Callable[[str], tuple[object, str]] = field(default_factory=zoo_loader)
     examples: list[list[str]] = field(default_factory=_example_sets)
+
+
+def _gradio_upload_folder() -> Path:
+    """Where gradio saves browser and API uploads: ``GRADIO_TEMP_DIR``, else ``<system temp>/gradio``."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
+def _skipped_note(skipped: list[SkippedFile], total: int) -> str:
+    """Status-line note naming each skipped upload and why ('' when none was skipped)."""
+    if not skipped:
+        return ""
+    # File names come from the browser: escaped, so a name cannot add links or markup to the status.
+    listed = "; ".join(_MARKDOWN_SPECIAL.sub(r"\\\1", f"{s.path} ({s.reason})") for s in skipped)
+    return f"; skipped {len(skipped)} of {total} uploads: {listed}"
 
 
 def _options(conf: float, frames: list[str], names: list[str], show_cameras: bool, filters: list[str]) -> ExportOptions:
@@ -74,26 +118,33 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
     config = config or UIConfig()
     # One network run at a time: a second click queues behind the first.
     network_lock = threading.Lock()
+    # Sessions by gradio session hash, so that closing the page deletes the folder at once
+    # (gradio keeps a closed page's state, and calls its delete_callback, an hour later).
+    live_sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+    limits = UploadLimits(max_files=config.max_images, max_bytes=config.max_upload_mb * 2**20,
+                          max_megapixels=config.max_megapixels)
 
     def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf, show_cameras,
-                    filters, show, session, progress=gr.Progress()):
-        from recon3d.io.images import collect_inputs
+                    filters, show, session, request: gr.Request, progress=gr.Progress()):
+        from recon3d.io.inputs import InputOptions
         from recon3d.networks.token_merging import parse_merge_option
         from recon3d.pairwise.graph import check_scene_graph
         from recon3d.pairwise.reconstruct import PairwiseOptions
         from recon3d.pipeline import reconstruct as run_network
         from recon3d.refine import RefineOptions
 
-        session = session or Session()
         paths = [f if isinstance(f, str) else f.name for f in (files or [])]
         if not paths:
             raise gr.Error("Upload a few photos (or one video) first.")
-        if len(paths) > config.max_images:
-            raise gr.Error(f"{len(paths)} files uploaded; this server takes at most {config.max_images} images.")
+        session = session or Session()
+        if request.session_hash:
+            live_sessions[request.session_hash] = session
         progress(0.02, desc="loading images")
         try:
-            loaded = collect_inputs(paths, video_fps=fps or None, video_max_frames=int(max_frames) or None,
-                                    max_megapixels=config.max_megapixels)
+            staged = stage_uploads([Upload(p) for p in paths], session.inputs_folder(), limits, _gradio_upload_folder())
+            inputs = load_staged(staged, InputOptions(video_fps=fps or None, video_max_frames=int(max_frames) or None,
+                                                      max_megapixels=config.max_megapixels))
+            loaded = inputs.views
             if len(loaded) > config.max_images:
                 raise gr.Error(f"{len(loaded)} views; this server takes at most {config.max_images} "
                                "(lower the video fps or max frames).")
@@ -122,6 +173,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
         if prediction.refinement is not None:
             model_line += f"; refinement {prediction.refinement.status}: {prediction.refinement.reason}"
         session.prediction, session.images, session.model_line = prediction, [x.image for x in loaded], model_line
+        session.input_note = _skipped_note(inputs.skipped, staged.total)
         names = list(prediction.names)
         progress(0.8, desc="exporting")
         viewer, downloads, status = _export(session, conf, names, show_cameras, filters, show)
@@ -136,7 +188,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
         pred = session.prediction
         height, width = pred.image_size_hw
         status = (f"{session.model_line}; {pred.num_views} views at {width}x{height}; "
-                  f"export {session.exports}: {show}, {len(options.views)} frames, lowest {conf:.0f} % confidence dropped")
+                  f"export {session.exports}: {show}, {len(options.views)} frames, "
+                  f"lowest {conf:.0f} % confidence dropped{session.input_note}")
         return str(viewer), [str(p) for p in downloads], status
 
     def reexport(conf, frames, show_cameras, filters, show, session):
@@ -149,6 +202,11 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             raise gr.Error("Reconstruct first.")
         options = _options(conf, frames, list(session.prediction.names), show_cameras, filters)
         return [str(p) for p in all_downloads(session, options)]
+
+    def end_session(request: gr.Request) -> None:
+        session = live_sessions.pop(request.session_hash, None) if request.session_hash else None
+        if session is not None:
+            session.close()
 
     with gr.Blocks(title="recon3d", delete_cache=(3600, 7200)) as app:
         session = gr.State(None, time_to_live=6 * 3600, delete_callback=delete_session)
@@ -205,12 +263,14 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                           concurrency_id="export", concurrency_limit=2)
         prepare.click(prepare_downloads, [conf, frames, show_cameras, filters, session], [downloads],
                       api_name="downloads")
+        app.unload(end_session)
     return app
 
 
 def launch(host: str = "127.0.0.1", port: int | None = None, share: bool = False, config: UIConfig | None = None,
            block: bool = True):
     config = config or UIConfig()
+    remove_stale_sessions(session_root())
     app = build_app(config)
     app.queue(default_concurrency_limit=2)
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{config.max_upload_mb}mb",

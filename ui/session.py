@@ -1,12 +1,17 @@
 """Per-browser-session state of the web app: the last prediction and a private folder.
 
 The network runs once per Reconstruct click; every control afterwards re-exports from
-the prediction kept here. Each session writes only inside its own temporary folder,
-which is deleted when the session ends (or its state expires).
+the prediction kept here. Each session writes only inside its own folder under
+`session_root()`, named ``<server pid>-<random>``; the folder is deleted when the
+session ends (page closed, or its state expires), and folders left by a server that is
+no longer running are deleted when the next one starts (`remove_stale_sessions`).
 """
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -20,14 +25,80 @@ from recon3d.gaussians.fusion import prune_to_count
 from recon3d.io.ply import write_gaussians_ply
 from recon3d.types import Prediction
 
+_SESSION_NAME = re.compile(r"(\d+)-[A-Za-z0-9_]+")
+
+
+def session_root() -> Path:
+    """``<system temp folder>/recon3d-ui``, created private to this user, holding every session's folder.
+
+    Raises:
+        RuntimeError: the path exists but is a link or belongs to another user.
+    """
+    root = Path(tempfile.gettempdir()) / "recon3d-ui"
+    root.mkdir(mode=0o700, exist_ok=True)
+    info = root.lstat()
+    # Another user could have made it first (shared /tmp) to read or plant session files.
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"'{root}' is not a folder owned by this user; remove it or set TMPDIR to another folder")
+    return root
+
+
+def new_session_folder(root: Path) -> Path:
+    """A new private folder ``<root>/<pid>-<random>``: the name says which server process owns it."""
+    # The owner is in the name, not in a file written afterwards, so no other server can
+    # ever see the folder without its owner.
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_sessions(root: Path) -> list[Path]:
+    """Delete the session folders in ``root`` whose owning process is no longer running.
+
+    Folders of live processes (this one included) and anything not named like a session
+    folder are left alone.
+
+    Returns:
+        The deleted folders.
+    """
+    removed = []
+    for entry in root.iterdir():
+        match = _SESSION_NAME.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid <= 0 or pid == os.getpid() or _process_alive(pid):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
 
 @dataclass
 class Session:
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="recon3d-ui-")))
+    """One browser (or API client) session: its private folder and the last reconstruction."""
+
+    folder: Path = field(default_factory=lambda: new_session_folder(session_root()))
     prediction: Prediction | None = None
     images: list = field(default_factory=list)
     model_line: str = ""
+    input_note: str = ""
     exports: int = 0
+
+    def inputs_folder(self) -> Path:
+        """An empty folder for this run's staged uploads; the previous run's copies are deleted."""
+        folder = self.folder / "inputs"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
 
     def next_folder(self) -> Path:
         """A fresh subfolder per export, so browsers never show a cached older file."""
@@ -37,6 +108,7 @@ class Session:
         return folder
 
     def close(self) -> None:
+        """Delete the folder; a later export makes it again (the session may still be in use)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
