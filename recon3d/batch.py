@@ -103,7 +103,7 @@ _WORKER_MODEL: dict[tuple[str, str, str], Any] = {}
 
 
 def _model_for(settings: BatchSettings):
-    from recon3d.pipeline import resolve_device
+    from recon3d.devices import resolve_device
     from recon3d.zoo import load_model
 
     key = (str(settings.model), settings.device, settings.precision)
@@ -172,6 +172,23 @@ def _run_local(todo, out_dir, settings, workers, record) -> None:
             record(name, entry)
 
 
+def ray_actor_resources(device: str, workers: int, cluster_gpus: float) -> dict[str, float]:
+    """Resources each Ray scene worker asks for.
+
+    Ray hides the GPUs from an actor that asks for none (``CUDA_VISIBLE_DEVICES=""``),
+    so a worker meant to use CUDA must ask for a share of one: the cluster's GPUs are
+    split evenly over the workers, at most one each.
+
+    Raises:
+        InputError: ``device`` names CUDA and the cluster has no GPU.
+    """
+    if device == "cpu" or (cluster_gpus <= 0 and device == "auto"):
+        return {"num_cpus": 1, "num_gpus": 0}
+    if cluster_gpus <= 0:
+        raise InputError(f"--device {device} was asked for, but the Ray cluster has no GPUs; use --device cpu or auto")
+    return {"num_cpus": 1, "num_gpus": min(1.0, cluster_gpus / workers)}
+
+
 def _run_ray(todo, out_dir, settings, workers, record, address) -> None:
     try:
         import ray
@@ -181,12 +198,14 @@ def _run_ray(todo, out_dir, settings, workers, record, address) -> None:
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
 
-    @ray.remote(num_cpus=1)
+    resources = ray_actor_resources(settings.device, workers, ray.cluster_resources().get("GPU", 0.0))
+
+    @ray.remote
     class SceneWorker:
         def process(self, name: str, source: str, out_root: str, batch_settings: BatchSettings) -> tuple[str, dict]:
             return name, process_scene(name, source, out_root, batch_settings)
 
-    actors = [SceneWorker.remote() for _ in range(workers)]
+    actors = [SceneWorker.options(**resources).remote() for _ in range(workers)]
     pool = ActorPool(actors)
     jobs = [(name, str(source)) for name, source in todo.items()]
     for name, entry in pool.map_unordered(lambda actor, job: actor.process.remote(*job, str(out_dir), settings), jobs):

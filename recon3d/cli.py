@@ -447,13 +447,16 @@ def ui(
     max_images: int = typer.Option(200, "--max-images", min=1, help="Most images (or video frames) per reconstruction."),
     max_megapixels: float = typer.Option(40.0, "--max-megapixels", min=0.1, help="Largest image accepted, in megapixels."),
     max_upload_mb: int = typer.Option(500, "--max-upload-mb", min=1, help="Largest upload accepted, in MB."),
+    device: str = typer.Option("auto", help="Where the networks run: auto (the GPU when there is one), cpu, cuda or cuda:N; the status line names it."),
 ) -> None:
     """Start the web app: upload photos or a video, reconstruct, view in 3D, download."""
+    _check_device_and_precision(device, "auto")
     try:
-        from recon3d_ui.app import UIConfig, launch
+        from recon3d_ui.app import UIConfig, launch, zoo_loader
     except ImportError as exc:
         raise Recon3DError(f"the web app needs gradio ({exc}); install it with pip install 'gradio>=6,<7'") from exc
-    launch(host, port, share, UIConfig(max_images=max_images, max_megapixels=max_megapixels, max_upload_mb=max_upload_mb))
+    launch(host, port, share, UIConfig(max_images=max_images, max_megapixels=max_megapixels, max_upload_mb=max_upload_mb,
+                                       load_model=zoo_loader(device)))
 
 
 @app.command("eval")

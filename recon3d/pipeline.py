@@ -9,6 +9,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from recon3d.devices import resolve_device
 from recon3d.errors import InputError
 from recon3d.io.images import LoadedImage, check_image_size, to_rgb
 from recon3d.io.inputs import InputOptions, InputSet, collect_inputs
@@ -21,16 +22,6 @@ from recon3d.types import Prediction
 log = logging.getLogger(__name__)
 
 ImageInput = str | Path | PIL.Image.Image
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → the first CUDA device when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but this torch build or machine has no CUDA; use --device cpu")
-    return device
 
 
 def _load_inputs(inputs: ImageInput | Sequence[ImageInput] | InputSet,
@@ -111,7 +102,8 @@ def reconstruct(
         images: a folder, image or video paths, PIL images, or the views loaded by
             `recon3d.io.inputs.collect_inputs` (at least one).
         model: a loaded network, or anything ``recon3d.load_model`` accepts.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; with a loaded
+            ``model``, ``"auto"`` runs it where it is and a named device moves it there.
         precision: backbone precision when ``model`` is loaded here.
         preprocess_mode: ``"auto"`` (the model's own: ``"crop"`` for VGGT, ``"long-crop"``
             or ``"square-crop"`` for DUSt3R at 512 or 224 px), ``"crop"`` (width 518,
@@ -142,6 +134,10 @@ def reconstruct(
     if not isinstance(model, torch.nn.Module):
         stage("load model")
         model = load_model(model, device=torch_device, precision=precision)
+    elif str(device) != "auto" and next(model.parameters()).device != torch_device:
+        # An explicit device wins over where a loaded network happens to be.
+        log.info("moving the network from %s to %s", next(model.parameters()).device, torch_device)
+        model.to(torch_device)
     stage("preprocess")
     config = model.config
     size = max(config.img_size) if isinstance(config.img_size, tuple) else config.img_size

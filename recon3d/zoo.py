@@ -394,7 +394,7 @@ def resolve_auto() -> tuple[str, str]:
 def load_model(
     source: str | Path = "auto",
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     precision: str = "auto",
     revision: str | None = None,
 ) -> Network:
@@ -405,15 +405,18 @@ def load_model(
             file (``config.json`` beside it; without one, a DUSt3R checkpoint's sizes
             are read off its tensors and anything else is taken as VGGT-1B), a directory
             with ``config.json`` + ``model.safetensors``, or ``"owner/repo"``.
-        device: where the network runs.
+        device: where the network runs: ``"auto"`` (the first CUDA device if any, else
+            the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         precision: backbone precision, see ``recon3d.networks.precision``.
         revision: Hugging Face revision (branch, tag or commit) for hub sources.
 
     Returns:
         The network in eval mode, with ``model.info`` (a ``ModelInfo``).
     """
+    from recon3d.devices import resolve_device
     from recon3d.networks.precision import backbone_autocast_dtype
 
+    device = resolve_device(device)
     source_str = str(source)
     if source_str == "auto":
         source_str, why = resolve_auto()

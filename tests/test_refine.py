@@ -118,6 +118,6 @@ def test_cli_refine_option(tmp_path):
     assert Prediction.load_npz(out / "prediction.npz").refinement is not None
     bad = subprocess.run([sys.executable, "-m", "recon3d", "predict", str(REPO / "assets" / "scenes" / "object_8" / "images"),
                           "-o", str(tmp_path / "x.npz"), "--refine", "sfm"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1
+    assert bad.returncode == 2 and bad.stderr.startswith("Usage: recon3d predict")  # a usage error
     assert "refinement must be one of auto, none, ba" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -237,7 +237,8 @@ def _run_model(
     refine: RefineOptions | None = None,
 ) -> tuple[Prediction, float, float]:
     """``(prediction, load_time_s, reconstruct_time_s)``; loading is timed apart from inference."""
-    from recon3d.pipeline import reconstruct, resolve_device
+    from recon3d.devices import resolve_device
+    from recon3d.pipeline import reconstruct
     from recon3d.zoo import load_model
 
     start = time.perf_counter()

@@ -177,7 +177,7 @@ def _curate_burst(views: list[LoadedImage], dropped: dict[str, str]) -> list[Loa
     kept, reasons = curate([score_frame(v.image) for v in views])
     for position, why in sorted(reasons.items()):
         dropped[views[position].name] = why
-        logger.info("dropping '%s': %s", views[position].name, why)
+        logger.debug("dropping '%s': %s", views[position].name, why)
     return [views[p] for p in kept]
 
 
@@ -208,7 +208,7 @@ class _Collector:
                 _skip(self.result.skipped, item, self.options.strict)
             if len(listing.videos) == 1:
                 note = f"'{folder}' holds no images: using its video '{listing.videos[0].name}'"
-                logger.info("%s", note)
+                logger.debug("%s", note)
                 self.result.notes.append(note)
                 self.video(listing.videos[0])
                 return
@@ -227,7 +227,7 @@ class _Collector:
             )
         if listing.videos:
             note = f"'{folder}': using its images; its videos ({', '.join(v.name for v in listing.videos)}) are not used"
-            logger.info("%s", note)
+            logger.debug("%s", note)
             self.result.notes.append(note)
         views, failures = [], []
         for path, reason in listing.entries:

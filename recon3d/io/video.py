@@ -212,7 +212,7 @@ def _select_sharp(
     kept, reasons = curate(scores)
     if dropped is not None:
         dropped.update({_frame_name(path, i): why for i, why in sorted(reasons.items())})
-    logger.info("video '%s': %d of %d frames dropped as blurred or near-duplicate", path, len(reasons), len(scores))
+    logger.debug("video '%s': %d of %d frames dropped as blurred or near-duplicate", path, len(reasons), len(scores))
     # Timestamps may list more packets than frames decode; keep indices that exist in both.
     kept = [i for i in kept if i < len(times)]
     sharpness = [scores[i].sharpness for i in kept]

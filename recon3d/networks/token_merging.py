@@ -104,11 +104,18 @@ class MergePlan:
         return int(self.counts.shape[1])
 
     def merge(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, N, F]`` → ``[B, M, F]``: the mean of the tokens of each slot."""
-        b, _, f = x.shape
-        out = x.new_zeros(b, self.reduced_length, f)
-        out.scatter_add_(1, self.slot[..., None].expand(-1, -1, f), x)
-        return out / self.counts.to(x.dtype)
+        """``[B, N, F]`` → ``[B, M, F]``: the mean of the tokens of each slot.
+
+        Sums run in fp32 whatever ``x``'s dtype (bf16 sums of many tokens lose digits),
+        with ``index_add_``, which has a deterministic CUDA kernel under
+        ``torch.use_deterministic_algorithms(True)`` (a 2-D ``scatter_add_`` has none).
+        """
+        b, n, f = x.shape
+        m = self.reduced_length
+        flat_slot = (self.slot + torch.arange(b, device=x.device)[:, None] * m).reshape(b * n)
+        out = torch.zeros(b * m, f, dtype=torch.float32, device=x.device)
+        out.index_add_(0, flat_slot, x.reshape(b * n, f).float())
+        return (out.view(b, m, f) / self.counts).to(x.dtype)
 
     def unmerge(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, M, F]`` → ``[B, N, F]``: every token gets its slot's row."""
@@ -148,6 +155,14 @@ def plan_merge(x: torch.Tensor, frames: int, special: int, grid_hw: tuple[int, i
     gh, gw = grid_hw
     if n != frames * (special + gh * gw):
         raise ValueError(f"{n} tokens do not make {frames} frames of {special}+{gh}x{gw}")
+    # Plans are made in fp32 even inside the backbone's autocast: bf16 similarities near
+    # 1.0 are 0.004 apart, so best matches and the merge order would fall on ties.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _plan_fp32(x, frames, special, grid_hw, config)
+
+
+def _plan_fp32(x: torch.Tensor, frames: int, special: int, grid_hw: tuple[int, int], config: MergeConfig) -> MergePlan:
+    b, n, _ = x.shape
     device = x.device
     generator = torch.Generator().manual_seed(config.seed)
     is_dst = _destination_mask(frames, special, grid_hw, config.stride, generator, device)

@@ -214,6 +214,7 @@ def global_align(
     init: str = "mst",
     on_progress: ProgressFn | None = None,
     closed_form_two_views: bool = True,
+    device: torch.device | str | None = None,
 ) -> GlobalAlignment:
     """Fuse pairwise point maps into cameras, depth maps and world points.
 
@@ -228,10 +229,12 @@ def global_align(
         closed_form_two_views: with 2 views, return the closed-form solution (focals from
             each view's own point map, relative pose by Procrustes of the more confident
             direction) without optimising.
+        device: where the optimisation runs (default: the device of ``pointmaps.pts_i``);
+            the point maps are moved there.
 
     Returns:
         The ``GlobalAlignment`` (float32 NumPy; world = view 0's camera). The optimisation
-        runs in float32 on the device of ``pointmaps.pts_i``.
+        runs in float32.
 
     Raises:
         InputError: fewer than 2 views, bad pair indices, or pairs that leave a view unconnected.
@@ -247,7 +250,7 @@ def global_align(
     if niter <= 0 or (pointmaps.num_views == 2 and closed_form_two_views):
         return _result(start.cam2world, start.focals, centre, start.depths, pointmaps, [])
 
-    scene = _Scene(start, optimize_pp, pointmaps.pts_i.device)
+    scene = _Scene(start, optimize_pp, torch.device(device) if device is not None else pointmaps.pts_i.device)
     history = _optimise(scene, pointmaps, niter, lr, schedule, on_progress)
     with torch.no_grad():
         focals, pp = (x.double().cpu().numpy() for x in scene.intrinsics())

@@ -61,8 +61,11 @@ def predict_scene(
     stage("network")
     pointmaps = predict_pairs(model, images, pairs, batch_size=options.batch_size, on_progress=on_progress)
     stage("global alignment")
+    # Pair outputs wait on the CPU (they can outgrow GPU memory while the network runs);
+    # the alignment's hundreds of steps over them run on the network's device.
     aligned = global_align(
         pointmaps, niter=options.align_iters, lr=options.align_lr, schedule=options.schedule,
+        device=next(model.parameters()).device,
         on_progress=None if on_progress is None else (lambda step, total, loss: on_progress(step, total)),
     )
     arrays = {

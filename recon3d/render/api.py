@@ -5,7 +5,7 @@ Backends give the same images (gsplat semantics, see :mod:`recon3d.render.projec
 * ``"gsplat"``: gsplat's CUDA kernels (optional extra ``recon3d[gpu]``);
 * ``"torch"``: tile-based PyTorch rasterizer, differentiable, any device;
 * ``"cpu"``: C++ rasterizer for CPU inference (no gradients), built on first use;
-* ``"auto"``: gsplat for CUDA tensors when it imports; otherwise the C++ path for CPU
+* ``"auto"``: gsplat for CUDA tensors when its kernels load (or build); otherwise the C++ path for CPU
   tensors when no gradient is needed and it builds; otherwise torch.
 """
 from __future__ import annotations
@@ -51,9 +51,14 @@ def select_backend(backend: str, gaussians: Gaussians) -> str:
     if backend != "auto":
         return backend
     if gaussians.means.is_cuda:
-        from recon3d.render.gsplat_backend import gsplat_available
+        from recon3d.render.gsplat_backend import gsplat_unavailable_reason
 
-        return "gsplat" if gsplat_available() else "torch"
+        reason = gsplat_unavailable_reason()
+        if reason is None:
+            return "gsplat"
+        warnings.warn(f"recon3d: gsplat cannot run ({reason}); rendering with the slower torch backend",
+                      RuntimeWarning, stacklevel=3)
+        return "torch"
     if gaussians.means.device.type == "cpu" and not _needs_grad(gaussians):
         from recon3d.render.fast_cpu import fast_cpu_available, fast_cpu_unavailable_reason
 

@@ -13,9 +13,10 @@ from torch import Tensor
 from recon3d.errors import Recon3DError
 from recon3d.render.projection import EPS2D, TILE_SIZE
 
-__all__ = ["GsplatUnavailable", "gsplat_available", "rasterize_gsplat"]
+__all__ = ["GsplatUnavailable", "gsplat_available", "gsplat_unavailable_reason", "rasterize_gsplat"]
 
-_HINT = "install recon3d[gpu] on a CUDA machine or use backend='cpu'"
+_HINT = ("install recon3d[gpu] and the CUDA toolkit (nvcc) on a CUDA machine, or use backend='cpu' (CPU tensors) "
+         "or backend='torch' (any device)")
 
 
 class GsplatUnavailable(Recon3DError):
@@ -23,15 +24,31 @@ class GsplatUnavailable(Recon3DError):
 
 
 @functools.lru_cache(maxsize=1)
-def gsplat_available() -> bool:
-    """Whether CUDA is usable and gsplat imports (checked once; the import loads CUDA code)."""
+def gsplat_unavailable_reason() -> str | None:
+    """Why gsplat's CUDA kernels cannot run here, or None when they can (checked once).
+
+    ``import gsplat`` succeeds even where its kernels do not exist: a wheel without
+    compiled kernels builds them with nvcc the first time ``gsplat.cuda._backend`` is
+    imported, and leaves ``_C`` as None when no CUDA toolkit is found. So the check loads
+    the kernels, which may take minutes on a first run while gsplat compiles them.
+    """
     if not torch.cuda.is_available():
-        return False
+        return "CUDA is not available"
     try:
-        import gsplat  # noqa: F401
-    except (ImportError, OSError, RuntimeError):
-        return False
-    return True
+        from gsplat.cuda import _backend
+    except ImportError as err:
+        return f"gsplat is not installed ({err})"
+    # A failed kernel build raises whatever torch's extension builder raises.
+    except Exception as err:  # noqa: BLE001
+        return f"gsplat's CUDA kernels failed to build ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    if getattr(_backend, "_C", None) is None:
+        return "gsplat has no compiled CUDA kernels and found no CUDA toolkit (nvcc) to build them"
+    return None
+
+
+def gsplat_available() -> bool:
+    """Whether gsplat's CUDA kernels can run here (see ``gsplat_unavailable_reason``)."""
+    return gsplat_unavailable_reason() is None
 
 
 def rasterize_gsplat(
@@ -61,12 +78,10 @@ def rasterize_gsplat(
     Raises:
         GsplatUnavailable: without CUDA or without gsplat.
     """
-    if not torch.cuda.is_available():
-        raise GsplatUnavailable(f"the gsplat backend needs CUDA, and none is available; {_HINT}")
-    try:
-        import gsplat
-    except (ImportError, OSError, RuntimeError) as err:
-        raise GsplatUnavailable(f"gsplat cannot be imported ({err}); {_HINT}") from err
+    reason = gsplat_unavailable_reason()
+    if reason is not None:
+        raise GsplatUnavailable(f"the gsplat backend cannot run: {reason}; {_HINT}")
+    import gsplat
 
     device = means.device if means.is_cuda else torch.device("cuda")
     f32 = dict(dtype=torch.float32, device=device)

@@ -136,6 +136,18 @@ def _save_checkpoint(run_dir: Path, model: VGGT, optimizer: torch.optim.Optimize
     save_model(model, run_dir / "model")
 
 
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Fused AdamW; no weight decay on biases, norms, tokens and position embeddings."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.dim() < 2 or "token" in name or "pos_embed" in name else decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95), fused=True,  # one kernel for all tensors: several times faster on a CPU
+    )
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from: str | Path | None = None,
           start_step: int = 0) -> Path:
     """Train (or continue training) a VGGT on procedural scenes; return the run directory.
@@ -155,14 +167,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
 
         raise Recon3DError(f"training device {cfg.device} asked for, but CUDA is not available; use --device cpu")
     model = VGGT(cfg.model).init_weights(seed=cfg.seed)
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.dim() < 2 or "token" in name or "pos_embed" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.95), fused=True,  # one kernel for all tensors: several times faster on a CPU
-    )
     step, pool_counter = start_step, start_step
     checkpoint = run_dir / "checkpoint.pt"
     if init_from is not None and not (resume and checkpoint.is_file()):
@@ -173,6 +177,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     model.to(device)
     if device.type == "cuda":
         model.backbone_dtype = torch.bfloat16
+    # Built after the move: a fused optimiser checks its parameters' device when built
+    # (before torch 2.4 it refuses CPU parameters outright).
+    optimizer = _optimizer(model, cfg)
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])

@@ -20,6 +20,7 @@ from recon3d.networks.dust3r.config import DUSt3RConfig
 from recon3d.networks.dust3r.heads import build_head, postprocess
 from recon3d.networks.layers.block import Block
 from recon3d.networks.layers.rope2d import RopeTables, RotaryEmbedding2D
+from recon3d.networks.precision import full_fp32
 
 
 class PatchEmbed(nn.Module):
@@ -129,7 +130,7 @@ class DUSt3R(nn.Module):
         self, layers1: list[torch.Tensor], layers2: list[torch.Tensor], grid_hw: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw head outputs ``[B, 4, H, W]`` for both views, computed in fp32."""
-        with torch.autocast(device_type=layers1[0].device.type, enabled=False):
+        with full_fp32(layers1[0].device):
             raw1 = self.downstream_head1([t.float() for t in layers1], grid_hw)
             raw2 = self.downstream_head2([t.float() for t in layers2], grid_hw)
         return raw1, raw2

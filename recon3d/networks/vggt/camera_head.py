@@ -46,7 +46,7 @@ class CameraHead(nn.Module):
         ``layers[last_layer]`` is ``[B, S, P, dim_in]``; token 0 of each frame is its
         camera token.
         """
-        pose_tokens = self.token_norm(layers[last_layer][:, :, 0])
+        pose_tokens = self.token_norm(layers[last_layer][:, :, 0].float())
         b, s, _ = pose_tokens.shape
         normed = self.adaln_norm(pose_tokens)
         raw: torch.Tensor | None = None

@@ -190,7 +190,7 @@ class DPTHead(nn.Module):
         chunk = frames_chunk_size or frames
         preds, confs = [], []
         for start in range(0, frames, chunk):
-            tokens = [t[:, start : start + chunk, patch_start_idx:] for t in layers]
+            tokens = [t[:, start : start + chunk, patch_start_idx:].float() for t in layers]
             pred, conf = self._decode(tokens, (height, width))
             preds.append(pred)
             confs.append(conf)

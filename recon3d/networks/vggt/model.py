@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from recon3d.networks.precision import full_fp32
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.networks.vggt.aggregator import Aggregator
 from recon3d.networks.vggt.camera_head import CameraHead
@@ -105,11 +106,12 @@ class VGGT(nn.Module):
         config = self.config
         with self._backbone_context(images.device):
             layers = self.aggregator(images, keep_layers=config.layers_read_by_heads)
-        layers = {i: t.float() for i, t in layers.items()}
+        # The kept layers stay in the backbone's dtype: each head casts what it reads, chunk
+        # by chunk (casting them all at once costs ~17 GB at 500 frames).
         images = images.float()
         predictions: dict[str, torch.Tensor | list[torch.Tensor]] = {}
         # The heads are small next to the backbone and sensitive to precision: fp32 always.
-        with torch.autocast(device_type=images.device.type, enabled=False):
+        with full_fp32(images.device):
             start = self.aggregator.patch_start_idx
             if self.camera_head is not None:
                 encodings = self.camera_head(layers, config.depth - 1)
