@@ -5,8 +5,12 @@ No test here needs a GPU: CUDA probes are mocked, and where a CUDA-only setting 
 """
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,3 +288,52 @@ def test_the_web_app_loads_models_on_the_gpu_and_says_so(fake_cuda, monkeypatch)
     assert line == "model vggt-untrained-small on cuda:0 (Fake GPU 80GB)"
     zoo_loader("cpu")("vggt-untrained-small")
     assert loaded[-1] == ("vggt-untrained-small", torch.device("cpu"))
+
+
+# --- the prepared GPU check -------------------------------------------------------------------
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def _gpu_check_module():
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["gpu_check"]
+    return module
+
+
+def test_gpu_check_dry_run_prints_the_plan_within_eight_minutes() -> None:
+    done = subprocess.run([sys.executable, str(GPU_CHECK), "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    module = _gpu_check_module()
+    for part in module.PARTS:
+        assert part.name in done.stdout
+    assert sum(p.budget_s for p in module.PARTS) < 8 * 60
+    assert "imports: ok" in done.stdout
+
+
+def test_gpu_check_parts_report_even_on_a_cpu(tmp_path) -> None:
+    module = _gpu_check_module()
+    result = tmp_path / "env.json"
+    done = subprocess.run([sys.executable, str(GPU_CHECK), "--part", "env", "--result", str(result)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    env = json.loads(result.read_text())
+    assert env["torch"] == torch.__version__ and env["cuda_available"] == torch.cuda.is_available()
+    # The seeded random init works on any device (the real run makes it on the GPU).
+    model = module._random_network(lambda: VGGT(TINY_VGGT), torch.device("cpu"))
+    weights = [p for n, p in model.named_parameters() if p.dim() > 1]
+    assert all(torch.isfinite(p).all() and 0.01 < p.std() < 0.03 for p in weights)
+    report = {"date": "2026-12-06 12:00", "parts": {
+        "env": {"status": "ok", "seconds": 1.0, "results": {**env, "gpu": "Fake GPU"}},
+        "vggt": {"status": "timed out after 110 s", "seconds": 110.0, "results": {"build_s": 3.0, "runs": [
+            {"frames": 10, "merged": False, "seconds": 0.5, "peak_gib": 6.1},
+            {"frames": 1000, "merged": True, "error": "out of memory"}]}},
+    }}
+    text = module.markdown(report)
+    assert "Fake GPU" in text and "| vggt | timed out after 110 s |" in text
+    assert "| 10 | off | 0.5 | 6.1 |" in text and "| 1000 | on | out of memory | - |" in text
