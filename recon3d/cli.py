@@ -592,7 +592,7 @@ def train(
     fresh: bool = typer.Option(False, "--fresh", help="Start from scratch instead of resuming the run folder's checkpoint."),
     workers: Optional[int] = typer.Option(None, min=0, help="Scene-rendering processes (default: the recipe's)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads for the network."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (on CUDA the aggregator trains under bf16 autocast)."),
+    device: str = typer.Option("auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N (on CUDA the aggregator trains under bf16 autocast)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from these model weights (a model folder) when the run folder has no checkpoint; the optimiser starts fresh."),
     start_step: int = typer.Option(0, "--start-step", min=0, help="With --init-from: the step the weights were trained to (sets the learning-rate schedule)."),
 ) -> None:
@@ -602,6 +602,7 @@ def train(
     from recon3d.train.loop import train as run_training
     from recon3d.train.recipes import RECIPES
 
+    _check_device_and_precision(device, "auto")
     if recipe not in RECIPES:
         raise Recon3DError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
     overrides = {k: v for k, v in {"steps": steps, "render_workers": workers, "threads": threads,

@@ -256,7 +256,7 @@ def test_the_optimiser_is_built_after_the_model_moves(monkeypatch, tmp_path) -> 
     monkeypatch.setattr(loop, "_optimizer", optimizer)
     cfg = loop.TrainConfig(model=TINY_VGGT, steps=1, warmup=1, max_views=2, sizes_wh=[(56, 42)], views_per_scene=2,
                            pool_size=1, render_workers=0, log_every=1, checkpoint_every=1, validate_every=100,
-                           kinds={"object": 1.0})
+                           kinds={"object": 1.0}, device="auto")
     loop.train(cfg, tmp_path)
     assert "model.to" in events and events.index("model.to") < events.index("optimizer")
 

@@ -55,8 +55,8 @@ class TrainConfig:
     depth_weight: float = 1.0
     points_weight: float = 1.0
     threads: int = 2
-    # "cpu" or a CUDA device; on CUDA the aggregator runs under bf16 autocast (the heads
-    # and losses stay fp32), as at inference.
+    # "auto" (CUDA when there is one), "cpu" or a CUDA device; on CUDA the aggregator runs
+    # under bf16 autocast (the heads and losses stay fp32), as at inference.
     device: str = "cpu"
     seed: int = 0
     log_every: int = 10
@@ -161,7 +161,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         from recon3d.errors import Recon3DError
 
