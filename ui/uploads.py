@@ -19,7 +19,7 @@ from typing import Literal
 from PIL import Image
 
 from recon3d.errors import InputError
-from recon3d.io.inputs import InputOptions, InputSet, SkippedFile, collect_inputs
+from recon3d.io.inputs import InputOptions, InputSet, SkippedFile, collect_inputs, number_repeats
 
 IMAGE_FORMATS: dict[str, str] = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "BMP": ".bmp", "TIFF": ".tiff",
                                  "WEBP": ".webp"}
@@ -270,19 +270,6 @@ def _without_path(message: str, path: Path, name: str) -> str:
     return message.replace(f" '{path}'", "").replace(str(path), name)
 
 
-def _unique(names: list[str]) -> list[str]:
-    """Names made unique by appending ``#2``, ``#3``, ... to repeats (two uploads may share a name)."""
-    seen: set[str] = set()
-    unique = []
-    for name in names:
-        candidate, k = name, 2
-        while candidate in seen:
-            candidate, k = f"{name}#{k}", k + 1
-        seen.add(candidate)
-        unique.append(candidate)
-    return unique
-
-
 def load_staged(staged: StagedUploads, options: InputOptions) -> InputSet:
     """Decode the staged copies into views named after the uploads; a file that fails to decode is skipped.
 
@@ -311,6 +298,6 @@ def load_staged(staged: StagedUploads, options: InputOptions) -> InputSet:
     if not result.views:
         first = f" ('{result.skipped[0].path}': {result.skipped[0].reason})" if result.skipped else ""
         raise InputError(f"none of the {staged.total} uploaded files can be used{first}")
-    for view, name in zip(result.views, _unique([v.name for v in result.views]), strict=True):
+    for view, name in zip(result.views, number_repeats([v.name for v in result.views]), strict=True):
         view.name = name
     return result

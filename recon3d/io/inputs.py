@@ -157,20 +157,24 @@ def _skip(skipped: list[SkippedFile], item: SkippedFile, strict: bool) -> None:
     skipped.append(item)
 
 
-def _unique_names(sources: list[Path], names: list[str]) -> list[str]:
-    """Make names unique: a clashing name gets its source's parent folder as a prefix
-    (``parent/name``); clashes left after that get ``#2``, ``#3``, ... appended."""
-    counts = Counter(names)
-    prefixed = [f"{src.parent.name}/{n}" if counts[n] > 1 else n for src, n in zip(sources, names)]
+def number_repeats(names: list[str]) -> list[str]:
+    """Names made unique by appending ``#2``, ``#3``, ... to the second, third, ... copy."""
     unique: list[str] = []
     seen: set[str] = set()
-    for candidate in prefixed:
-        name, k = candidate, 2
-        while name in seen:
-            name, k = f"{candidate}#{k}", k + 1
-        seen.add(name)
-        unique.append(name)
+    for name in names:
+        candidate, k = name, 2
+        while candidate in seen:
+            candidate, k = f"{name}#{k}", k + 1
+        seen.add(candidate)
+        unique.append(candidate)
     return unique
+
+
+def _unique_names(sources: list[Path], names: list[str]) -> list[str]:
+    """Make names unique: a clashing name gets its source's parent folder as a prefix
+    (``parent/name``); clashes left after that are numbered (``number_repeats``)."""
+    counts = Counter(names)
+    return number_repeats([f"{src.parent.name}/{n}" if counts[n] > 1 else n for src, n in zip(sources, names)])
 
 
 def _curate_burst(views: list[LoadedImage], dropped: dict[str, str]) -> list[LoadedImage]:
