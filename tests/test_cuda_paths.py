@@ -189,6 +189,17 @@ def test_merge_sums_in_fp32_and_runs_under_deterministic_algorithms() -> None:
             assert torch.allclose(merged[b, slot].double(), members.mean(0), atol=1e-2, rtol=1e-2)
 
 
+def test_merge_sums_switch_deterministic_kernels_on_for_cuda_only() -> None:
+    from recon3d.networks.token_merging import _deterministic_on_cuda
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    with _deterministic_on_cuda(torch.device("cuda", 0)):
+        assert torch.are_deterministic_algorithms_enabled()
+    with _deterministic_on_cuda(torch.device("cpu")):
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_full_fp32_turns_tf32_off_on_cuda_and_restores_it() -> None:
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (cudnn.allow_tf32, matmul.allow_tf32)

@@ -23,6 +23,8 @@ sources with the highest similarity are merged (1.0 merges them all, as FastVGGT
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -106,20 +108,43 @@ class MergePlan:
     def merge(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, N, F]`` → ``[B, M, F]``: the mean of the tokens of each slot.
 
-        Sums run in fp32 whatever ``x``'s dtype (bf16 sums of many tokens lose digits),
-        with ``index_add_``, which has a deterministic CUDA kernel under
-        ``torch.use_deterministic_algorithms(True)`` (a 2-D ``scatter_add_`` has none).
+        Sums run in fp32 whatever ``x``'s dtype (bf16 sums of many tokens lose digits) and
+        in a fixed order on CUDA too (see ``_slot_sums``).
         """
         b, n, f = x.shape
-        m = self.reduced_length
-        flat_slot = (self.slot + torch.arange(b, device=x.device)[:, None] * m).reshape(b * n)
-        out = torch.zeros(b * m, f, dtype=torch.float32, device=x.device)
-        out.index_add_(0, flat_slot, x.reshape(b * n, f).float())
-        return (out.view(b, m, f) / self.counts).to(x.dtype)
+        sums = _slot_sums(self.slot, x.reshape(b * n, f).float(), self.reduced_length)
+        return (sums / self.counts).to(x.dtype)
 
     def unmerge(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, M, F]`` → ``[B, N, F]``: every token gets its slot's row."""
         return torch.gather(x, 1, self.slot[..., None].expand(-1, -1, x.shape[-1]))
+
+
+@contextlib.contextmanager
+def _deterministic_on_cuda(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the block on CUDA (where sums are otherwise atomic, so
+    their order, and the last bits of the result, change from run to run)."""
+    if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(False, warn_only=warn_only)
+
+
+def _slot_sums(slot: torch.Tensor, values: torch.Tensor, slots: int) -> torch.Tensor:
+    """Per batch row, the sum of the values in each slot: ``slot [B, N]``, ``values [B*N, F]``
+    → ``[B, slots, F]``. ``index_add_`` has a deterministic CUDA kernel (a 2-D
+    ``scatter_add_`` has none and would fail under deterministic algorithms)."""
+    b, n = slot.shape
+    flat_slot = (slot + torch.arange(b, device=slot.device)[:, None] * slots).reshape(b * n)
+    sums = torch.zeros(b * slots, values.shape[-1], dtype=values.dtype, device=values.device)
+    with _deterministic_on_cuda(values.device):
+        sums.index_add_(0, flat_slot, values)
+    return sums.view(b, slots, -1)
 
 
 def _destination_mask(frames: int, special: int, grid_hw: tuple[int, int], stride: tuple[int, int],
@@ -195,6 +220,5 @@ def _plan_fp32(x: torch.Tensor, frames: int, special: int, grid_hw: tuple[int, i
     target = torch.gather(dst_slot, 1, best_dst)
     slot[:, src_index] = torch.where(merged, target, slot_of_kept[:, src_index])
     reduced = int(kept[0].sum())
-    counts = torch.zeros(b, reduced, 1, device=device)
-    counts.scatter_add_(1, slot[..., None], torch.ones(b, n, 1, device=device))
+    counts = _slot_sums(slot, torch.ones(b * n, 1, device=device), reduced)
     return MergePlan(slot=slot, counts=counts, kept=kept)
