@@ -28,7 +28,7 @@ def main() -> None:
 
     from recon3d.io.inputs import collect_inputs
     from recon3d.io.preprocess import preprocess_images
-    from recon3d.pipeline import predict_tensors
+    from recon3d.networks.vggt.family import predict_tensors
     from recon3d.zoo import load_model
 
     torch.set_num_threads(args.threads)

@@ -66,12 +66,14 @@ def synthetic_rows(kinds: list[str], seeds: int, size: tuple[int, int]) -> list[
 
 def real_rows(sets: list[str], model: str) -> list[list[str]]:
     from recon3d.eval.harness import evaluate
+    from recon3d.settings import ReconstructionSettings
 
     rows = []
     for name in sets:
         scene = SHARED / "data" / name
-        plain = evaluate(scene, model, baseline=False)["methods"][0]
-        report = evaluate(scene, model, baseline=True, refine=RefineOptions(method="ba"))
+        plain = evaluate(scene, model, ReconstructionSettings(refine=RefineOptions(method="none")),
+                         baseline=False)["methods"][0]
+        report = evaluate(scene, model, ReconstructionSettings(refine=RefineOptions(method="ba")), baseline=True)
         refined, colmap = report["methods"]
         rows.append([name, str(refined["num_views"]), f"{plain['camera']['auc@30']:.3f}",
                      f"{refined['camera']['auc@30']:.3f}", f"{plain['time_s']:.1f}", f"{refined['time_s']:.1f}",

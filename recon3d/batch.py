@@ -16,42 +16,22 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from recon3d.errors import InputError, Recon3DError
-from recon3d.exports import ExportOptions
 from recon3d.io.atomic import atomic_directory, atomic_path
-from recon3d.io.inputs import InputOptions
 from recon3d.jobs import reconstruct_scene
-from recon3d.networks.token_merging import MergeConfig
-from recon3d.pairwise.reconstruct import PairwiseOptions
-from recon3d.refine import RefineOptions, refinement_summary
+from recon3d.refine import refinement_summary
+from recon3d.settings import ReconstructionSettings
 
-__all__ = ["BatchSettings", "discover_scenes", "load_manifest", "run_batch", "EXECUTORS"]
+__all__ = ["discover_scenes", "load_manifest", "run_batch", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray")
 MANIFEST = "manifest.json"
-
-
-@dataclass
-class BatchSettings:
-    """What every scene of a batch is run with."""
-
-    formats: list[str]
-    options: ExportOptions = field(default_factory=ExportOptions)
-    model: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"
-    preprocess_mode: str = "auto"
-    inputs: InputOptions = field(default_factory=InputOptions)
-    token_merging: MergeConfig | None = None
-    pairwise: PairwiseOptions | None = None
-    refine: RefineOptions | None = None
 
 
 def discover_scenes(root: str | Path) -> dict[str, Path]:
@@ -98,33 +78,16 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-# One model per worker process, loaded by its first scene.
-_WORKER_MODEL: dict[tuple[str, str, str], Any] = {}
+def process_scene(name: str, source: str, out_root: str, settings: ReconstructionSettings) -> dict[str, Any]:
+    """Reconstruct one scene into ``out_root/name``; never raises: errors go in the entry.
 
-
-def _model_for(settings: BatchSettings):
-    from recon3d.devices import resolve_device
-    from recon3d.zoo import load_model
-
-    key = (str(settings.model), settings.device, settings.precision)
-    if key not in _WORKER_MODEL:
-        _WORKER_MODEL[key] = load_model(settings.model, device=resolve_device(settings.device),
-                                        precision=settings.precision)
-    return _WORKER_MODEL[key]
-
-
-def process_scene(name: str, source: str, out_root: str, settings: BatchSettings) -> dict[str, Any]:
-    """Reconstruct one scene into ``out_root/name``; never raises: errors go in the entry."""
+    The network comes from `recon3d.zoo.cached_model`, so each worker loads it once.
+    """
     started = time.perf_counter()
     entry: dict[str, Any] = {"input": source}
     try:
-        model = _model_for(settings)
         with atomic_directory(Path(out_root) / name) as tmp:
-            result = reconstruct_scene(
-                [source], tmp, settings.formats, settings.options, model=model, device=settings.device,
-                precision=settings.precision, preprocess_mode=settings.preprocess_mode, input_options=settings.inputs,
-                token_merging=settings.token_merging, pairwise=settings.pairwise, refine=settings.refine,
-            )
+            result = reconstruct_scene([source], tmp, settings)
         entry.update(
             status="done", views=result.prediction.num_views, model=result.prediction.model_name,
             stage_seconds={k: round(v, 3) for k, v in result.stage_seconds.items()}, counts=result.report.counts,
@@ -202,7 +165,8 @@ def _run_ray(todo, out_dir, settings, workers, record, address) -> None:
 
     @ray.remote
     class SceneWorker:
-        def process(self, name: str, source: str, out_root: str, batch_settings: BatchSettings) -> tuple[str, dict]:
+        def process(self, name: str, source: str, out_root: str,
+                    batch_settings: ReconstructionSettings) -> tuple[str, dict]:
             return name, process_scene(name, source, out_root, batch_settings)
 
     actors = [SceneWorker.options(**resources).remote() for _ in range(workers)]
@@ -215,7 +179,7 @@ def _run_ray(todo, out_dir, settings, workers, record, address) -> None:
 def run_batch(
     root: str | Path,
     out_dir: str | Path,
-    settings: BatchSettings,
+    settings: ReconstructionSettings,
     *,
     workers: int = 1,
     executor: str = "local",
@@ -228,7 +192,7 @@ def run_batch(
     Args:
         root: folder of scenes (subfolders of images, or videos).
         out_dir: output folder (holds the manifest).
-        settings: formats, export options, model, device.
+        settings: what every scene is run and written with.
         workers: scenes processed at once (processes or Ray actors), each loading the
             model once.
         executor: ``"local"`` (processes on this machine) or ``"ray"``.

@@ -6,9 +6,10 @@ RECON3D_DEBUG=1 for the traceback).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,8 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recon3d.errors import Recon3DError
-from recon3d.io.images import MIN_IMAGE_SIDE
-from recon3d.pairwise.graph import GRAPH_HELP, check_scene_graph
+from recon3d.settings import INPUTS_HELP, OPTIONS, OPTIONS_BY_NAME, ReconstructionSettings, check_consistency
 
 app = typer.Typer(
     name="recon3d",
@@ -55,34 +55,7 @@ INTERNAL_ERROR = 3
 console = Console(stderr=True)
 
 
-# Options shared by several commands.
-MODEL_OPT = typer.Option("auto", "--model", "-m", help="Zoo name, weights file or directory, or Hugging Face repo id ('auto': VGGT-1B if cached, else the embedded default).")
-DEVICE_OPT = typer.Option("auto", help="auto, cpu, cuda or cuda:N.")
-PRECISION_OPT = typer.Option("auto", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16.")
-MODE_OPT = typer.Option("auto", help="Preprocessing: auto (the model's own), crop (width 518, centre crop), pad (long side 518, white square), fit (long side 518, aspect kept), long-crop (DUSt3R 512: long side 512, crop to 16 px multiples) or square-crop (DUSt3R 224: centre square).")
-EXPORT_OPT = typer.Option("glb,ply,npz", "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat, ply_compressed (SuperSplat's compressed .ply); or 'all'.")
-CONF_OPT = typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels.")
-FILTER_OPT = typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters), overlap (each surface point only from the view that sees it most finely: fewer, sharper Gaussians); 'none' for no filter.")
-POINTS_FROM_OPT = typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points').")
-MESH_OPT = typer.Option("tsdf", "--mesh", help="Mesher: tsdf (fused), poisson (hole-filling) or grid (fast per-view sheets).")
-MESH_DEPTH_OPT = typer.Option("prediction", "--mesh-depth", help="TSDF input: the predicted depth, or depth rendered from the Gaussians ('gaussians').")
-MESH_FACES_OPT = typer.Option(None, "--mesh-faces", min=100, help="Decimate the mesh to about this many faces.")
-GLB_MESH_OPT = typer.Option(False, "--glb-mesh", help="Put the mesh in scene.glb instead of the point cloud.")
-FRUSTUMS_OPT = typer.Option(True, "--frustums/--no-frustums", help="Draw the cameras in scene.glb.")
-MAX_POINTS_OPT = typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb.")
-COLMAP_CAMERA_OPT = typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE.")
-COLMAP_POINTS_OPT = typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D.")
-INPUTS_ARG = typer.Argument(..., metavar="INPUTS", help="Image files, folders of images (a folder holding only one video uses it), or video files. Images under " f"{MIN_IMAGE_SIDE} px on a side are refused.")
-FPS_OPT = typer.Option(None, min=0.001, help="Video inputs: frames per second to sample (default 1).")
-EVERY_N_OPT = typer.Option(None, "--every-n", min=1, help="Video inputs: take every N-th frame instead.")
-MAX_FRAMES_OPT = typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread.")
-SELECT_FRAMES_OPT = typer.Option("all", "--select-frames", help="all, or sharp: drop blurred frames (low variance of the Laplacian next to their neighbours) and near-duplicates of the previous kept frame, from videos and from each image folder, before the --fps/--every-n/--max-frames sampling (which then takes the sharpest frame of each window); what was dropped is listed.")
-STRICT_OPT = typer.Option(False, "--strict", help="Stop at the first unusable file in an input folder (unreadable, unsupported, too small, a link leaving the folder) instead of skipping it with a warning.")
-FOLLOW_LINKS_OPT = typer.Option(False, "--follow-links", help="Use symbolic links in input folders that point outside the folder (skipped by default).")
-MERGE_OPT = typer.Option("auto", "--merge", help="VGGT models: token merging in global attention (faster on long sequences): auto (on from 32 frames), off, or a ratio in [0, 1] of tokens merged.")
-SCENE_GRAPH_OPT = typer.Option("complete", "--scene-graph", help="DUSt3R models. " + GRAPH_HELP)
-ALIGN_ITERS_OPT = typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form).")
-REFINE_OPT = typer.Option("auto", "--refine", help="Geometric refinement after the network: ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks), none, or auto (ba for the embedded default model, whose own cameras are not usable yet; none for the others).")
+INPUTS_ARG = typer.Argument(..., metavar="INPUTS", help=INPUTS_HELP)
 
 
 def _bad_value(message: str, flag: str | None = None) -> typer.BadParameter:
@@ -90,101 +63,71 @@ def _bad_value(message: str, flag: str | None = None) -> typer.BadParameter:
     return typer.BadParameter(message, param_hint=f"'{flag}'" if flag else None)
 
 
-def _input_options(fps, every_n, max_frames, select_frames: str, strict: bool, follow_links: bool):
-    from recon3d.io.frame_selection import SELECT_MODES
-    from recon3d.io.inputs import InputOptions
-
-    if fps is not None and every_n is not None:
-        raise _bad_value("give either --fps or --every-n, not both")
-    if select_frames not in SELECT_MODES:
-        raise _bad_value(f"choose from {', '.join(SELECT_MODES)}, not '{select_frames}'", "--select-frames")
-    return InputOptions(video_fps=fps, video_every_n=every_n, video_max_frames=max_frames,
-                        select_frames=select_frames, strict=strict, follow_links=follow_links)
-
-
-def _refine_options(refine: str):
-    from recon3d.refine import RefineOptions
-
+def _checked(name: str, value):
+    """``value`` parsed as the shared option ``name`` does (`recon3d.settings.OPTIONS`), for
+    commands that take that option on its own; a bad value is a usage error."""
+    option = OPTIONS_BY_NAME[name]
     try:
-        return RefineOptions(method=refine.strip().lower())
-    except Recon3DError as err:
-        raise _bad_value(str(err), "--refine") from None
-
-
-def _pairwise_options(scene_graph: str, align_iters: int):
-    from recon3d.pairwise.reconstruct import PairwiseOptions
-
-    try:
-        return PairwiseOptions(scene_graph=check_scene_graph(scene_graph), align_iters=align_iters)
-    except Recon3DError as err:
-        raise _bad_value(str(err), "--scene-graph") from None
-
-
-def _check_device_and_precision(device: str, precision: str) -> None:
-    from recon3d.networks.precision import PRECISIONS
-
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise _bad_value(f"use auto, cpu, cuda or cuda:N, not '{device}'", "--device")
-    if precision not in PRECISIONS:
-        raise _bad_value(f"choose from {', '.join(PRECISIONS)}, not '{precision}'", "--precision")
-
-
-def _check_mode(mode: str) -> None:
-    from recon3d.io.preprocess import MODES
-
-    if mode != "auto" and mode not in MODES:
-        raise _bad_value(f"choose from auto, {', '.join(MODES)}, not '{mode}'", "--mode")
-
-
-def _merge_config(value: str):
-    from recon3d.networks.token_merging import parse_merge_option
-
-    try:
-        return parse_merge_option(value)
+        return option.parse(value)
     except ValueError as err:
-        raise _bad_value(str(err), "--merge") from None
+        raise _bad_value(str(err), option.flag) from None
 
+
+def _with_settings(*groups: str):
+    """Give a command the shared options of ``groups`` (declared once, in
+    `recon3d.settings.OPTIONS`) and call it with the ``settings`` they describe.
+
+    The command declares only its own parameters plus ``settings``; the options are added
+    to the signature typer reads, and their values are checked and stored in one
+    ``ReconstructionSettings`` before the command runs (a bad value is a usage error).
+    """
+    options = [option for option in OPTIONS if option.group in groups]
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "settings"]
+        shared = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.declaration, annotation=o.annotation)
+                  for o in options]
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            settings = ReconstructionSettings()
+            for option in options:
+                try:
+                    option.store(settings, option.parse(kwargs.pop(option.name)))
+                except ValueError as err:
+                    raise _bad_value(str(err), option.flag) from None
+            try:
+                check_consistency(settings)
+            except ValueError as err:
+                raise _bad_value(str(err)) from None
+            return command(settings=settings, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=own + shared)
+        run.__annotations__ = {p.name: p.annotation for p in own + shared}
+        return run
+
+    return decorate
 
 
 @app.command()
+@_with_settings("run")
 def predict(
     inputs: list[Path] = INPUTS_ARG,
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the prediction (.npz)."),
-    model: str = MODEL_OPT,
-    device: str = DEVICE_OPT,
-    precision: str = PRECISION_OPT,
-    mode: str = MODE_OPT,
-    fps: Optional[float] = FPS_OPT,
-    every_n: Optional[int] = EVERY_N_OPT,
-    max_frames: Optional[int] = MAX_FRAMES_OPT,
-    select_frames: str = SELECT_FRAMES_OPT,
-    strict: bool = STRICT_OPT,
-    follow_links: bool = FOLLOW_LINKS_OPT,
-    merge: str = MERGE_OPT,
-    scene_graph: str = SCENE_GRAPH_OPT,
-    align_iters: int = ALIGN_ITERS_OPT,
-    refine: str = REFINE_OPT,
+    *,
+    settings: ReconstructionSettings,
 ) -> None:
     """Predict cameras, depth and point maps for a set of photos and save them as .npz."""
     from recon3d.io.inputs import collect_inputs
     from recon3d.pipeline import reconstruct
 
-    _check_device_and_precision(device, precision)
-    merging = _merge_config(merge)
     if output.suffix != ".npz":
         raise _bad_value(f"'{output}' must end in .npz", "--output")
-    _check_mode(mode)
-    pairwise = _pairwise_options(scene_graph, align_iters)
-    refinement = _refine_options(refine)
-    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
     start = time.perf_counter()
     with console.status("loading images") as status:
-        loaded = collect_inputs(inputs, input_options)
-        prediction = reconstruct(
-            loaded, model, device=device, precision=precision, preprocess_mode=mode,
-            on_stage=lambda name: status.update(f"{name}…"), token_merging=merging, pairwise=pairwise,
-            refine=refinement,
-        )
+        loaded = collect_inputs(inputs, settings.inputs)
+        prediction = reconstruct(loaded, settings=settings, on_stage=lambda name: status.update(f"{name}…"))
         status.update("writing")
         prediction.save_npz(output)
     _print_inputs(loaded)
@@ -197,90 +140,21 @@ def predict(
         _print_refinement(prediction)
 
 
-def _parse_list(value: str, allowed: tuple[str, ...], flag: str, *, all_word: str | None = None) -> list[str]:
-    if all_word is not None and value.strip() == all_word:
-        return list(allowed)
-    if value.strip() == "none":
-        return []
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in items if v not in allowed]
-    if unknown or (all_word is not None and not items):
-        raise _bad_value(f"unknown value(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}"
-                         + (f" or '{all_word}'" if all_word else ""), flag)
-    return items
-
-
-def _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh, frustums, max_points,
-                     colmap_camera, colmap_points, mode):
-    """Validate the shared options; return (formats, ExportOptions)."""
-    from recon3d.exports import EXPORT_FORMATS, FILTERS, ExportOptions
-    from recon3d.io.colmap import CAMERA_MODELS
-    from recon3d.mesh import MESH_METHODS, MeshOptions
-
-    formats = _parse_list(export, EXPORT_FORMATS, "--export", all_word="all")
-    chosen_filters = _parse_list(filters, FILTERS, "--filter")
-    for value, allowed, flag in ((mesh, MESH_METHODS, "--mesh"), (colmap_camera, CAMERA_MODELS, "--colmap-camera"),
-                                 (points_from, ("depth", "points"), "--points-from"),
-                                 (mesh_depth, ("prediction", "gaussians"), "--mesh-depth")):
-        if value not in allowed:
-            raise _bad_value(f"choose from {', '.join(allowed)}, not '{value}'", flag)
-    _check_mode(mode)
-    options = ExportOptions(
-        conf_percentile=conf, mask_sky="sky" in chosen_filters, mask_black="black" in chosen_filters,
-        mask_white="white" in chosen_filters, mask_edges="edges" in chosen_filters,
-        mask_overlap="overlap" in chosen_filters, point_source=points_from,
-        max_points=max_points, glb_geometry="mesh" if glb_mesh else "points", frustums=frustums,
-        mesh=MeshOptions(method=mesh, point_source=points_from, target_faces=mesh_faces),
-        mesh_from_gaussians=mesh_depth == "gaussians", colmap_camera=colmap_camera, colmap_points=colmap_points,
-    )
-    return formats, options
-
-
 @app.command()
+@_with_settings("run", "export")
 def reconstruct(
     inputs: list[Path] = INPUTS_ARG,
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    export: str = EXPORT_OPT,
-    model: str = MODEL_OPT,
-    device: str = DEVICE_OPT,
-    precision: str = PRECISION_OPT,
-    mode: str = MODE_OPT,
-    conf: float = CONF_OPT,
-    filters: str = FILTER_OPT,
-    points_from: str = POINTS_FROM_OPT,
-    mesh: str = MESH_OPT,
-    mesh_depth: str = MESH_DEPTH_OPT,
-    mesh_faces: Optional[int] = MESH_FACES_OPT,
-    glb_mesh: bool = GLB_MESH_OPT,
-    frustums: bool = FRUSTUMS_OPT,
-    max_points: int = MAX_POINTS_OPT,
-    colmap_camera: str = COLMAP_CAMERA_OPT,
-    colmap_points: int = COLMAP_POINTS_OPT,
-    fps: Optional[float] = FPS_OPT,
-    every_n: Optional[int] = EVERY_N_OPT,
-    max_frames: Optional[int] = MAX_FRAMES_OPT,
-    select_frames: str = SELECT_FRAMES_OPT,
-    strict: bool = STRICT_OPT,
-    follow_links: bool = FOLLOW_LINKS_OPT,
-    merge: str = MERGE_OPT,
-    scene_graph: str = SCENE_GRAPH_OPT,
-    align_iters: int = ALIGN_ITERS_OPT,
-    refine: str = REFINE_OPT,
+    *,
+    settings: ReconstructionSettings,
 ) -> None:
     """Reconstruct one photo set or video and write point clouds, meshes, Gaussians, GLB and COLMAP files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from recon3d.jobs import reconstruct_scene
 
-    formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
-                                        frustums, max_points, colmap_camera, colmap_points, mode)
     if output.exists() and not output.is_dir():
         raise Recon3DError(f"output '{output}' exists and is not a folder")
-    _check_device_and_precision(device, precision)
-    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
-    merging = _merge_config(merge)
-    pairwise = _pairwise_options(scene_graph, align_iters)
-    refinement = _refine_options(refine)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         tasks: list[int] = []
@@ -298,10 +172,7 @@ def reconstruct(
             progress.update(tasks[-1], completed=done, total=total)
 
         try:
-            result = reconstruct_scene(inputs, output, formats, options, model=model, device=device,
-                                       precision=precision, preprocess_mode=mode, input_options=input_options,
-                                       on_stage=on_stage, on_progress=on_progress, token_merging=merging,
-                                       pairwise=pairwise, refine=refinement)
+            result = reconstruct_scene(inputs, output, settings, on_stage=on_stage, on_progress=on_progress)
         except Recon3DError:
             # The error message alone names what failed; a half-drawn progress bar above it is noise.
             for task in list(progress.task_ids):
@@ -367,51 +238,21 @@ def _print_summary(result, output: Path) -> None:
 
 
 @app.command()
+@_with_settings("run", "export")
 def batch(
     root: Path = typer.Argument(..., help="A folder whose subfolders (image sets) and video files are the scenes."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: one subfolder per scene and manifest.json."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Scenes processed in parallel (processes or Ray actors), each loading the model once."),
     executor: str = typer.Option("local", "--executor", help="local (processes on this machine) or ray (a Ray cluster; output must be on a shared filesystem)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start or join a local Ray instance)."),
-    export: str = EXPORT_OPT,
-    model: str = MODEL_OPT,
-    device: str = DEVICE_OPT,
-    precision: str = PRECISION_OPT,
-    mode: str = MODE_OPT,
-    conf: float = CONF_OPT,
-    filters: str = FILTER_OPT,
-    points_from: str = POINTS_FROM_OPT,
-    mesh: str = MESH_OPT,
-    mesh_depth: str = MESH_DEPTH_OPT,
-    mesh_faces: Optional[int] = MESH_FACES_OPT,
-    glb_mesh: bool = GLB_MESH_OPT,
-    frustums: bool = FRUSTUMS_OPT,
-    max_points: int = MAX_POINTS_OPT,
-    colmap_camera: str = COLMAP_CAMERA_OPT,
-    colmap_points: int = COLMAP_POINTS_OPT,
-    fps: Optional[float] = FPS_OPT,
-    every_n: Optional[int] = EVERY_N_OPT,
-    max_frames: Optional[int] = MAX_FRAMES_OPT,
-    select_frames: str = SELECT_FRAMES_OPT,
-    strict: bool = STRICT_OPT,
-    follow_links: bool = FOLLOW_LINKS_OPT,
-    merge: str = MERGE_OPT,
-    scene_graph: str = SCENE_GRAPH_OPT,
-    align_iters: int = ALIGN_ITERS_OPT,
-    refine: str = REFINE_OPT,
+    *,
+    settings: ReconstructionSettings,
 ) -> None:
     """Reconstruct every scene under ROOT; resumable (scenes marked done in manifest.json are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from recon3d.batch import BatchSettings, discover_scenes, run_batch
+    from recon3d.batch import discover_scenes, run_batch
 
-    formats, options = _export_settings(export, conf, filters, points_from, mesh, mesh_depth, mesh_faces, glb_mesh,
-                                        frustums, max_points, colmap_camera, colmap_points, mode)
-    _check_device_and_precision(device, precision)
-    input_options = _input_options(fps, every_n, max_frames, select_frames, strict, follow_links)
-    settings = BatchSettings(formats, options, model, device, precision, mode, input_options,
-                             _merge_config(merge), _pairwise_options(scene_graph, align_iters),
-                             _refine_options(refine))
     discover_scenes(root)  # a bad root is reported before any progress display
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -450,7 +291,7 @@ def ui(
     device: str = typer.Option("auto", help="Where the networks run: auto (the GPU when there is one), cpu, cuda or cuda:N; the status line names it."),
 ) -> None:
     """Start the web app: upload photos or a video, reconstruct, view in 3D, download."""
-    _check_device_and_precision(device, "auto")
+    _checked("device", device)
     try:
         from recon3d_ui.app import UIConfig, launch, zoo_loader
     except ImportError as exc:
@@ -467,16 +308,15 @@ def evaluate(
     max_views: Optional[int] = typer.Option(None, "--max-views", min=2, help="Evaluate on at most this many views, evenly spread."),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Run the classical pycolmap baseline (SIFT, exhaustive matching, incremental mapping) beside the model."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    refine: str = REFINE_OPT,
+    refine: str = OPTIONS_BY_NAME["refine"].declaration,
 ) -> None:
     """Score a model's cameras, depth and geometry against ground truth, beside pycolmap."""
     from recon3d.eval.harness import run_eval_cli
 
-    _check_device_and_precision(device, "auto")
+    settings = ReconstructionSettings(model=model, device=_checked("device", device), refine=_checked("refine", refine))
     if not scene.is_dir():
         raise Recon3DError(f"scene folder '{scene}' does not exist")
-    run_eval_cli(scene, model, json_path=json_path, max_views=max_views, baseline=baseline, device=device,
-                 refine=_refine_options(refine))
+    run_eval_cli(scene, settings, json_path=json_path, max_views=max_views, baseline=baseline)
 
 
 @app.command()
@@ -602,7 +442,7 @@ def train(
     from recon3d.train.loop import train as run_training
     from recon3d.train.recipes import RECIPES
 
-    _check_device_and_precision(device, "auto")
+    _checked("device", device)
     if recipe not in RECIPES:
         raise Recon3DError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
     overrides = {k: v for k, v in {"steps": steps, "render_workers": workers, "threads": threads,
@@ -632,8 +472,7 @@ def models_list() -> None:
 @models_app.command("info")
 def models_info(name: str = typer.Argument(..., help="A zoo name.")) -> None:
     """Configuration, size, licence and loading notes of one zoo model."""
-    from recon3d.networks.dust3r import DUSt3RConfig
-    from recon3d.networks.vggt.model import SKIPPED_CHECKPOINT_PREFIXES
+    from recon3d.networks.families import family_of
     from recon3d.zoo import REGISTRY, count_parameters, is_cached
 
     if name not in REGISTRY:
@@ -645,23 +484,8 @@ def models_info(name: str = typer.Argument(..., help="A zoo name.")) -> None:
     out.print(f"licence: {e.licence}")
     out.print(f"weights: {e.hf_repo or e.local_dir or 'random initialisation'} ({'here' if is_cached(e) else 'not here'})")
     out.print(f"parameters run by recon3d: {count_parameters(c):,}")
-    if isinstance(c, DUSt3RConfig):
-        out.print(
-            f"architecture: DUSt3R, encoder {c.enc_embed_dim}x{c.enc_depth} ({c.enc_num_heads} heads), decoders "
-            f"{c.dec_embed_dim}x{c.dec_depth} ({c.dec_num_heads} heads), {c.head_type} heads, input {max(c.img_size)} px; "
-            "runs on image pairs, then a global alignment (--scene-graph, --align-iters)"
-        )
-        return
-    out.print(
-        f"architecture: VGGT, embed {c.embed_dim}, depth {c.depth}, heads {c.num_heads}, "
-        f"patch embed {c.patch_embed.type}, camera trunk {c.camera_head.trunk_depth}, "
-        f"DPT features {c.dpt.features} reading layers {c.dpt.intermediate_layer_idx}"
-    )
-    if c.enable_track:
-        out.print(
-            f"note: the checkpoint's tracking head ({', '.join(SKIPPED_CHECKPOINT_PREFIXES)}*) is skipped "
-            "when loading: recon3d does not run point tracking"
-        )
+    for line in family_of(c).describe(c):
+        out.print(line)
 
 
 @models_app.command("download")

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-from recon3d.exports import ExportOptions, ExportReport, export_scene
-from recon3d.io.inputs import InputOptions, InputSet, collect_inputs
-from recon3d.networks.token_merging import MergeConfig
-from recon3d.pairwise.reconstruct import PairwiseOptions
-from recon3d.refine import RefineOptions
+from recon3d.exports import ExportReport, export_scene
+from recon3d.io.inputs import InputSet, collect_inputs
+from recon3d.settings import ReconstructionSettings
 from recon3d.types import Prediction
 
 __all__ = ["SceneResult", "StageClock", "reconstruct_scene"]
@@ -61,34 +59,33 @@ class StageClock:
 def reconstruct_scene(
     inputs: Sequence[str | Path] | str | Path,
     out_dir: str | Path,
-    formats: Sequence[str],
-    options: ExportOptions | None = None,
+    settings: ReconstructionSettings | None = None,
     *,
-    model: str | Path | torch.nn.Module = "auto",
-    device: str = "auto",
-    precision: str = "auto",
-    preprocess_mode: str = "auto",
-    input_options: InputOptions | None = None,
+    model: torch.nn.Module | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    token_merging: MergeConfig | None = None,
-    pairwise: PairwiseOptions | None = None,
-    refine: RefineOptions | None = None,
 ) -> SceneResult:
-    """Reconstruct the views named by ``inputs`` and write ``formats`` into ``out_dir``.
+    """Reconstruct the views named by ``inputs`` and write ``settings.formats`` into ``out_dir``.
+
+    Args:
+        inputs: folders, images or videos (see `recon3d.io.inputs.collect_inputs`).
+        out_dir: the output folder.
+        settings: everything to run and write (`recon3d.settings.ReconstructionSettings`).
+        model: an already loaded network (else ``settings.model`` is loaded, or reused
+            from `recon3d.zoo.cached_model`).
+        on_stage, on_progress: progress callbacks, as for `recon3d.pipeline.reconstruct`.
 
     Raises:
         InputError / WeightsError: bad inputs or weights (one-line messages).
     """
     from recon3d.pipeline import reconstruct
 
+    settings = settings or ReconstructionSettings()
     clock = StageClock(on_stage)
     clock.stage("load images")
-    loaded = collect_inputs(inputs, input_options)
-    prediction = reconstruct(loaded, model, device=device, precision=precision, preprocess_mode=preprocess_mode,
-                             on_stage=clock.stage, on_progress=on_progress, token_merging=token_merging,
-                             pairwise=pairwise, refine=refine)
-    report = export_scene(prediction, out_dir, formats, options, original_images=[x.image for x in loaded.views],
-                          on_stage=clock.stage)
+    loaded = collect_inputs(inputs, settings.inputs)
+    prediction = reconstruct(loaded, model, settings, on_stage=clock.stage, on_progress=on_progress)
+    report = export_scene(prediction, out_dir, settings.formats, settings.export,
+                          original_images=[x.image for x in loaded.views], on_stage=clock.stage)
     clock.stop()
     return SceneResult(prediction, report, loaded, clock.seconds)

@@ -13,15 +13,17 @@ import importlib.resources
 import json
 import logging
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from recon3d.errors import WeightsError
 from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig
+from recon3d.networks.families import build_network, family_for_json, family_for_weights, family_of
 from recon3d.networks.vggt import VGGT, VGGTConfig
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,13 @@ Network = VGGT | DUSt3R
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One named model: its architecture, where its weights come from, and its licence."""
+    """One named model: its architecture, where its weights come from, and its licence.
+
+    ``config`` is the network the entry's weights are for, and the one ``load_model``
+    builds: as it is for Hugging Face and random-initialisation entries; for a model
+    shipped in a folder, its ``config.json`` describes the weights, so where the two
+    differ the file wins and the difference is logged (see ``config_differences``).
+    """
 
     name: str
     description: str
@@ -70,25 +78,18 @@ def _untrained_small_config() -> VGGTConfig:
     )
 
 
-def recon3d_tiny_config() -> VGGTConfig:
-    """recon3d-tiny: a 28-pixel-patch VGGT working at width 252.
+def _shipped_tiny_config() -> VGGTConfig:
+    """The network of the weights shipped in models/recon3d-tiny/.
 
-    28-pixel patches at width 252 give 9x7 tokens per 4:3 view, so 8 views run in well
-    under a second on two CPU cores and a training step costs a few tenths of a second:
-    on a CPU budget the model gets many steps rather than fine pixels. It trains at the
-    sizes it is used at (widths 168-280), so positions are never extrapolated. The
-    point-map head is left out; points come from depth and cameras.
-
-    Unlike VGGT-1B (DINOv2 tokens, LayerScale 0.01) it trains from scratch: its conv
-    patch tokens are LayerNormed and its residual branches start at full weight
-    (LayerScale 1.0). With VGGT's settings the conv tokens grew to norms near 160
-    while the blocks added about 0.01 each, so the camera tokens of different views
-    stayed equal to 0.2 % and every view got the same pose.
+    A 28-pixel-patch VGGT at width 252 (trained at 168-280 px wide), no point-map head.
+    It was trained with an earlier recipe than `recon3d.train.recipes` holds now (VGGT's
+    LayerScale 0.01, patch tokens without a norm); when a model trained with the new
+    recipe ships, this follows its config.json (loading checks that the two agree).
     """
     return VGGTConfig(
-        img_size=252, patch_size=28, embed_dim=128, depth=8, num_heads=4, init_values=1.0,
-        patch_embed={"type": "conv", "norm": True},
-        camera_head={"trunk_depth": 2, "num_heads": 4, "init_values": 1.0},
+        img_size=504, patch_size=28, embed_dim=128, depth=8, num_heads=4, init_values=0.01,
+        patch_embed={"type": "conv"},
+        camera_head={"trunk_depth": 2, "num_heads": 4, "init_values": 0.01},
         dpt={"features": 32, "out_channels": [32, 64, 128, 128], "intermediate_layer_idx": [1, 3, 5, 7]},
         enable_point=False, enable_track=False,
     )
@@ -128,7 +129,7 @@ REGISTRY: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "recon3d-tiny", "recon3d's embedded default: a small VGGT trained on procedural scenes (CPU-friendly)",
-            "Apache-2.0", config=recon3d_tiny_config(), local_dir=MODELS_DIR / "recon3d-tiny",
+            "Apache-2.0", config=_shipped_tiny_config(), local_dir=MODELS_DIR / "recon3d-tiny",
             refine_by_default=True,
         ),
         ZooEntry(
@@ -158,15 +159,10 @@ class ModelInfo:
     refine_by_default: bool = False
 
 
-def network_for(config: Config) -> Network:
-    """An untrained network of the architecture ``config`` describes."""
-    return DUSt3R(config) if isinstance(config, DUSt3RConfig) else VGGT(config)
-
-
 def count_parameters(config: Config) -> int:
     """Parameter count of a configuration, computed on the meta device (no memory)."""
     with torch.device("meta"):
-        return sum(p.numel() for p in network_for(config).parameters())
+        return sum(p.numel() for p in build_network(config).parameters())
 
 
 # ---------------------------------------------------------------- reading weights
@@ -210,55 +206,44 @@ def _config_from_json(path: Path) -> Config:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"cannot read model config '{path}': {err}") from None
-    if data.get("architecture") == "dust3r" or "enc_embed_dim" in data:
-        try:
-            return DUSt3RConfig.from_dict(data)
-        except (TypeError, ValueError) as err:
-            raise WeightsError(f"invalid DUSt3R config '{path}': {err}") from None
-    data.pop("architecture", None)
-    # The official Hugging Face config.json only holds the VGGT() constructor arguments.
-    mixin_keys = {"img_size", "patch_size", "embed_dim", "enable_camera", "enable_point",
-                  "enable_depth", "enable_track"}
+    family = family_for_json(data)
     try:
-        if set(data) <= mixin_keys:
-            return VGGTConfig(**data)
-        return VGGTConfig.from_dict(data)
+        return family.config_from_json(data)
     except (TypeError, ValueError) as err:
-        raise WeightsError(f"invalid model config '{path}': {err}") from None
+        raise WeightsError(f"invalid {family.name} config '{path}': {err}") from None
 
 
 def _config_from_weights(state_dict: dict[str, torch.Tensor], path: Path) -> Config:
     """The configuration of a weights file without a ``config.json`` beside it."""
-    if "dec_blocks2.0.norm1.weight" in state_dict:
-        try:
-            return DUSt3RConfig.from_state_dict(state_dict, img_size=224 if "224" in path.name else 512)
-        except KeyError as err:
-            raise WeightsError(f"'{path}' looks like a DUSt3R checkpoint but lacks {err}") from None
-        except ValueError as err:
-            raise WeightsError(f"cannot configure DUSt3R from '{path}' alone: {err}; put its config.json beside it") from None
-    return VGGTConfig()
+    family = family_for_weights(state_dict)
+    try:
+        return family.config_from_weights(state_dict, path)
+    except KeyError as err:
+        raise WeightsError(f"'{path}' looks like a {family.name} checkpoint but lacks {err}") from None
+    except ValueError as err:
+        raise WeightsError(f"cannot configure {family.name} from '{path}' alone: {err}; "
+                           "put its config.json beside it") from None
 
 
 def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, source: str) -> Network:
     """A network for ``config``, filled from ``state_dict`` (strict) or freshly initialised."""
     if state_dict is None:
-        return network_for(config).init_weights(seed=0)
+        return build_network(config).init_weights(seed=0)
     # Built on the meta device and filled by assignment: no time spent on a random
     # initialisation that the checkpoint overwrites, and no second copy in memory.
     with torch.device("meta"):
-        model = network_for(config)
+        model = build_network(config)
     try:
         skipped = model.load_checkpoint(state_dict)
     except RuntimeError as err:
-        missing = [k for k in model.state_dict() if k not in state_dict]
-        if isinstance(model, DUSt3R):
-            missing = [k for k in missing if k not in model.alias_keys()]
-        unexpected = [k for k in state_dict if k not in model.state_dict() and not k.startswith("track_head.")]
+        family = family_of(model)
+        ignorable = family.ignorable_keys(model, state_dict)
+        missing = [k for k in model.state_dict() if k not in state_dict and k not in ignorable]
+        unexpected = [k for k in state_dict if k not in model.state_dict() and k not in ignorable]
         detail = f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         if not missing and not unexpected:
             detail = str(err).splitlines()[-1].strip()
-        kind = "DUSt3R" if isinstance(model, DUSt3R) else "VGGT"
-        raise WeightsError(f"weights from '{source}' do not fit the {kind} configuration: {detail}") from None
+        raise WeightsError(f"weights from '{source}' do not fit the {family.name} configuration: {detail}") from None
     model.skipped_keys = skipped
     return model
 
@@ -370,11 +355,31 @@ def _load_hf(repo: str, revision: str | None, config: Config | None, gated: bool
 # ---------------------------------------------------------------- public API
 
 
+def config_differences(a: Config, b: Config) -> list[str]:
+    """The dotted names of the settings in which two configs differ (empty when equal)."""
+    if type(a) is not type(b):
+        return ["architecture"]
+
+    def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    left, right = flat(a.to_dict()), flat(b.to_dict())
+    return sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
+
+
 def _load_entry(entry: ZooEntry, revision: str | None) -> tuple[Network, str]:
     if entry.random_init_seed is not None:
-        return network_for(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
+        return build_network(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
     if entry.local_dir is not None:
-        return _load_dir(entry.local_dir, entry.name), str(entry.local_dir)
+        model = _load_dir(entry.local_dir, entry.name)
+        differences = config_differences(model.config, entry.config)
+        if differences:
+            log.warning("%s: its config.json and its zoo entry describe different networks (%s); the config.json "
+                        "shipped with the weights wins", entry.name, ", ".join(differences))
+        return model, str(entry.local_dir)
     assert entry.hf_repo is not None
     return _load_hf(entry.hf_repo, revision, entry.config, entry.gated), f"hf://{entry.hf_repo}"
 
@@ -443,6 +448,37 @@ def load_model(
     model.info = info
     model.backbone_dtype = backbone_autocast_dtype(precision, device)
     return model.to(device).eval()
+
+
+MODEL_CACHE_SIZE = 2
+"""Networks ``cached_model`` keeps loaded: the web app's last two choices, a batch
+worker's one model; a VGGT-1B holds about 5 GB, so not more."""
+
+_CACHE: OrderedDict[tuple[str, str, str], Network] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_model(source: str | Path = "auto", *, device: str | torch.device = "auto",
+                 precision: str = "auto") -> Network:
+    """``load_model``, keeping the last ``MODEL_CACHE_SIZE`` networks for the next call.
+
+    The one model cache of the pipeline, batch workers, the web app and eval: the same
+    source on the same device at the same precision is loaded once (``auto`` is keyed by
+    the model it stands for, so it shares an entry with that model's name).
+    """
+    from recon3d.devices import resolve_device
+
+    name = resolve_auto()[0] if str(source) == "auto" else str(source)
+    key = (name, str(resolve_device(device)), precision)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        model = load_model(source, device=device, precision=precision)
+        _CACHE[key] = model
+        while len(_CACHE) > MODEL_CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return model
 
 
 def save_model(model: VGGT, directory: str | Path) -> Path:

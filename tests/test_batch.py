@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 from plyfile import PlyData
 
-from recon3d.batch import BatchSettings, run_batch
+from recon3d.batch import run_batch
 from recon3d.exports import ExportOptions
+from recon3d.settings import ReconstructionSettings
 
 MODEL = "vggt-untrained-small"
 
@@ -110,7 +111,7 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     root, out = make_root(tmp_path / "root", good=3, broken=False), tmp_path / "out"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        manifest = run_batch(root, out, BatchSettings(["ply"], ExportOptions(conf_percentile=10), model=MODEL),
+        manifest = run_batch(root, out, ReconstructionSettings(model=MODEL, formats=["ply"], export=ExportOptions(conf_percentile=10)),
                              workers=2, executor="ray")
     finally:
         ray.shutdown()
@@ -148,7 +149,7 @@ def test_manifest_lists_the_files_a_scene_skipped(tmp_path):
     root, out = make_root(tmp_path / "root", good=2, broken=False), tmp_path / "out"
     data = (root / "scene_1" / "0.png").read_bytes()
     (root / "scene_1" / "2_cut.png").write_bytes(data[:100])
-    settings = BatchSettings(["npz"], ExportOptions(), model=MODEL)
+    settings = ReconstructionSettings(model=MODEL, formats=["npz"])
     scenes = run_batch(root, out, settings)["scenes"]
     assert scenes["scene_0"]["status"] == "done" and scenes["scene_0"]["skipped"] == []
     assert scenes["scene_1"]["status"] == "done" and scenes["scene_1"]["views"] == 2

@@ -22,6 +22,7 @@ from recon3d.errors import InputError
 from recon3d.networks.precision import full_fp32
 from recon3d.networks.token_merging import MergeConfig, plan_merge
 from recon3d.networks.vggt import VGGT, VGGTConfig
+from recon3d.settings import ReconstructionSettings
 
 TINY_VGGT = VGGTConfig(
     img_size=56, embed_dim=32, depth=2, num_heads=2, patch_embed={"type": "conv"},
@@ -281,9 +282,9 @@ def test_a_loaded_model_is_moved_to_an_explicit_device(monkeypatch) -> None:
     cuda = torch.device("cuda", 0)
     monkeypatch.setattr("recon3d.pipeline.resolve_device", lambda d: cuda if d == "cuda" else torch.device("cpu"))
     images = [Image.new("RGB", (64, 48), (i * 40, 90, 160)) for i in range(2)]
-    reconstruct(images, model, device="auto")
+    reconstruct(images, model, ReconstructionSettings(device="auto"))
     assert moves == []  # "auto" runs a loaded network where it is
-    reconstruct(images, model, device="cuda")
+    reconstruct(images, model, ReconstructionSettings(device="cuda"))
     assert moves == [(cuda,)]
 
 
@@ -293,7 +294,7 @@ def test_the_web_app_loads_models_on_the_gpu_and_says_so(fake_cuda, monkeypatch)
 
     loaded = []
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Fake GPU 80GB")
-    monkeypatch.setattr("recon3d.zoo.load_model", lambda name, device: loaded.append((name, device)) or object())
+    monkeypatch.setattr("recon3d.zoo.load_model", lambda name, device, precision: loaded.append((name, device)) or object())
     model, line = UIConfig().load_model("vggt-untrained-small")
     assert loaded == [("vggt-untrained-small", torch.device("cuda", 0))]
     assert line == "model vggt-untrained-small on cuda:0 (Fake GPU 80GB)"

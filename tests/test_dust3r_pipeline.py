@@ -14,6 +14,7 @@ from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.pipeline import reconstruct
+from recon3d.settings import ReconstructionSettings
 from recon3d.synth import make_scene
 from recon3d.types import Prediction
 
@@ -36,7 +37,7 @@ def test_pipeline_turns_pairwise_point_maps_into_the_scene_cameras(monkeypatch):
     monkeypatch.setattr("recon3d.pairwise.inference.predict_pairs", ground_truth_pairs)
     stages, progress = [], []
     pred = reconstruct([Image.fromarray(im) for im in scene.images], model,
-                       pairwise=PairwiseOptions(scene_graph="swin-2", align_iters=200),
+                       ReconstructionSettings(pairwise=PairwiseOptions(scene_graph="swin-2", align_iters=200)),
                        on_stage=stages.append, on_progress=lambda done, total: progress.append((done, total)))
 
     # square-crop at the model's 64 px leaves 64x64 images untouched.
@@ -88,5 +89,5 @@ def test_every_view_gets_a_camera_on_every_graph(graph):
     model = DUSt3R(DUSt3RConfig(img_size=(64, 64), enc_embed_dim=32, enc_depth=1, enc_num_heads=2, dec_embed_dim=32,
                                 dec_depth=1, dec_num_heads=2, head_type="linear")).init_weights(seed=0).eval()
     images = [Image.fromarray(im) for im in make_scene("room", 1, 4, (64, 48)).images]
-    pred = reconstruct(images, model, pairwise=PairwiseOptions(scene_graph=graph, align_iters=5))
+    pred = reconstruct(images, model, ReconstructionSettings(pairwise=PairwiseOptions(scene_graph=graph, align_iters=5)))
     assert pred.num_views == 4 and pred.valid_cameras().all() and np.isfinite(pred.depth).all()

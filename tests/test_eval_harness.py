@@ -19,6 +19,7 @@ from recon3d.eval.harness import (
     select_views,
 )
 from recon3d.geometry.align import Sim3
+from recon3d.settings import ReconstructionSettings
 from recon3d.synth import make_scene, write_scene
 from recon3d.types import Prediction
 
@@ -207,7 +208,8 @@ def test_views_without_reference_are_left_out(tiny_scene: Path) -> None:
 
 def test_model_path_runs_and_reports(tiny_scene: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports" / "eval.json"
-    report = run_eval_cli(tiny_scene, "vggt-untrained-small", out, baseline=False, device="cpu", max_points=5000)
+    settings = ReconstructionSettings(model="vggt-untrained-small", device="cpu")
+    report = run_eval_cli(tiny_scene, settings, out, baseline=False, max_points=5000)
 
     assert json.loads(out.read_text()) == report
     assert report["kind"] == "synthetic"

@@ -13,6 +13,7 @@ from recon3d.eval.metrics import camera_metrics
 from recon3d.eval.perturb import collapse_cameras, perturb_prediction
 from recon3d.io.colmap import write_colmap
 from recon3d.refine import RefineOptions, refine_prediction
+from recon3d.settings import ReconstructionSettings
 from recon3d.synth import make_scene
 from recon3d.synth.truth import scene_prediction
 from recon3d.types import Prediction
@@ -75,8 +76,8 @@ def test_photos_of_different_places_never_get_silently_worse(shared_dir):
     from recon3d.pipeline import reconstruct
 
     folder = shared_dir / "data" / "room_no_overlap" / "images"
-    plain = reconstruct(folder, "recon3d-tiny", refine=RefineOptions(method="none"))
-    refined = reconstruct(folder, "recon3d-tiny", refine=RefineOptions(method="ba"))
+    plain = reconstruct(folder, "recon3d-tiny", ReconstructionSettings(refine=RefineOptions(method="none")))
+    refined = reconstruct(folder, "recon3d-tiny", ReconstructionSettings(refine=RefineOptions(method="ba")))
     report = refined.refinement
     assert report.status in ("failed", "refined")
     kept = np.array([s != "refined" for s in report.view_status])

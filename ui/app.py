@@ -18,6 +18,7 @@ import gradio as gr
 
 from recon3d.errors import Recon3DError
 from recon3d.exports import FILTERS, ExportOptions
+from recon3d.settings import ReconstructionSettings, apply_option
 from recon3d_ui.session import (
     Session,
     all_downloads,
@@ -38,14 +39,13 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
 def zoo_loader(device: str = "auto") -> Callable[[str], tuple[object, str]]:
-    """Zoo loader with one cached model per name, on ``device`` (``auto``: the GPU when
-    there is one); returns (model, a line saying which model runs where, and why)."""
+    """Zoo loader on ``device`` (``auto``: the GPU when there is one), through the one model
+    cache (`recon3d.zoo.cached_model`); returns (model, a line saying which model runs where, and why)."""
     from recon3d.devices import describe_device, resolve_device
-    from recon3d.zoo import load_model, resolve_auto
+    from recon3d.zoo import cached_model, resolve_auto
 
     torch_device = resolve_device(device)
     where = f"on {describe_device(torch_device)}"
-    cache: dict[str, object] = {}
 
     def load(name: str):
         line = f"model {name} {where}"
@@ -53,9 +53,7 @@ def zoo_loader(device: str = "auto") -> Callable[[str], tuple[object, str]]:
             resolved, why = resolve_auto()
             line = f"auto → {resolved} ({why}) {where}"
             name = resolved
-        if name not in cache:
-            cache[name] = load_model(name, device=torch_device)
-        return cache[name], line
+        return cached_model(name, device=torch_device), line
 
     return load
 
@@ -87,6 +85,16 @@ class UIConfig:
     max_gaussians: int = 300_000
     load_model: Callable[[str], tuple[object, str]] = field(default_factory=zoo_loader)
     examples: list[list[str]] = field(default_factory=_example_sets)
+
+
+def _settings(model_name, fps, max_frames, merge, scene_graph, align_iters, refine) -> ReconstructionSettings:
+    """The controls' values, checked as the command line checks them (ValueError when one is not allowed)."""
+    settings = ReconstructionSettings(model=str(model_name))
+    for name, value in (("fps", fps or None), ("max_frames", int(max_frames or 0) or None), ("merge", str(merge)),
+                        ("scene_graph", str(scene_graph)), ("align_iters", int(align_iters or 0)),
+                        ("refine", str(refine or "auto"))):
+        apply_option(settings, name, value)
+    return settings
 
 
 def _gradio_upload_folder() -> Path:
@@ -126,12 +134,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
 
     def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf, show_cameras,
                     filters, show, session, request: gr.Request, progress=gr.Progress()):
-        from recon3d.io.inputs import InputOptions
-        from recon3d.networks.token_merging import parse_merge_option
-        from recon3d.pairwise.graph import check_scene_graph
-        from recon3d.pairwise.reconstruct import PairwiseOptions
         from recon3d.pipeline import reconstruct as run_network
-        from recon3d.refine import RefineOptions
 
         paths = [f if isinstance(f, str) else f.name for f in (files or [])]
         if not paths:
@@ -141,9 +144,10 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             live_sessions[request.session_hash] = session
         progress(0.02, desc="loading images")
         try:
+            settings = _settings(model_name, fps, max_frames, merge, scene_graph, align_iters, refine)
+            settings.inputs.max_megapixels = config.max_megapixels
             staged = stage_uploads([Upload(p) for p in paths], session.inputs_folder(), limits, _gradio_upload_folder())
-            inputs = load_staged(staged, InputOptions(video_fps=fps or None, video_max_frames=int(max_frames) or None,
-                                                      max_megapixels=config.max_megapixels))
+            inputs = load_staged(staged, settings.inputs)
             loaded = inputs.views
             if len(loaded) > config.max_images:
                 raise gr.Error(f"{len(loaded)} views; this server takes at most {config.max_images} "
@@ -163,11 +167,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 start, end = spans.get(current[0], (0.2, 0.2))
                 progress(start + (end - start) * done / max(total, 1), desc=f"{current[0]} {done}/{total}")
 
-            pairwise = PairwiseOptions(scene_graph=check_scene_graph(str(scene_graph)), align_iters=int(align_iters or 0))
             with network_lock:
-                prediction = run_network(loaded, model, on_stage=on_stage, on_progress=on_progress,
-                                         token_merging=parse_merge_option(merge), pairwise=pairwise,
-                                         refine=RefineOptions(method=str(refine or "auto")))
+                prediction = run_network(loaded, model, settings, on_stage=on_stage, on_progress=on_progress)
         except (Recon3DError, ValueError) as err:
             raise gr.Error(str(err)) from err
         if prediction.refinement is not None:

@@ -13,6 +13,7 @@ can drop views) makes every pair it belongs to a failure in the AUCs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -31,7 +32,7 @@ from recon3d.geometry.align import align_camera_centres
 from recon3d.types import Prediction
 
 if TYPE_CHECKING:
-    from recon3d.refine import RefineOptions
+    from recon3d.settings import ReconstructionSettings
 
 __all__ = ["SceneReference", "load_scene_reference", "select_views", "evaluate_prediction", "evaluate_baseline", "evaluate",
            "format_report", "run_eval_cli"]
@@ -233,21 +234,20 @@ def _json_ready(value: Any) -> Any:
 
 
 def _run_model(
-    paths: list[Path], model: str | Path | torch.nn.Module, device: str, on_stage: Callable[[str], None],
-    refine: RefineOptions | None = None,
+    paths: list[Path], model: torch.nn.Module | None, settings: ReconstructionSettings,
+    on_stage: Callable[[str], None],
 ) -> tuple[Prediction, float, float]:
     """``(prediction, load_time_s, reconstruct_time_s)``; loading is timed apart from inference."""
-    from recon3d.devices import resolve_device
     from recon3d.pipeline import reconstruct
-    from recon3d.zoo import load_model
+    from recon3d.zoo import cached_model
 
     start = time.perf_counter()
-    if not isinstance(model, torch.nn.Module):
+    if model is None:
         on_stage("load model")
-        model = load_model(model, device=resolve_device(device))
+        model = cached_model(settings.model, device=settings.device, precision=settings.precision)
     loaded = time.perf_counter()
     on_stage("reconstruct")
-    prediction = reconstruct(paths, model, device=device, refine=refine)
+    prediction = reconstruct(paths, model, settings)
     return prediction, loaded - start, time.perf_counter() - loaded
 
 
@@ -282,28 +282,28 @@ def evaluate_baseline(
 
 def evaluate(
     scene_dir: str | Path,
-    model: str | Path | torch.nn.Module,
+    model: str | Path | torch.nn.Module | None = None,
+    settings: ReconstructionSettings | None = None,
     *,
     max_views: int | None = None,
     baseline: bool = True,
-    device: str = "auto",
     max_points: int = DEFAULT_MAX_POINTS,
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
-    refine: RefineOptions | None = None,
 ) -> dict[str, Any]:
-    """Run ``model`` (and optionally COLMAP) on a scene and score both against its reference.
+    """Run a model (and optionally COLMAP) on a scene and score both against its reference.
 
     Args:
         scene_dir: a synthetic scene folder or a real set with ``colmap_reference/``.
-        model: a loaded network or anything ``recon3d.load_model`` accepts.
+        model: a loaded network, anything ``recon3d.load_model`` accepts, or None for
+            ``settings.model``.
+        settings: how the model runs (device, refinement, ...; its time counts in the
+            model's); COLMAP always runs on the CPU.
         max_views: evaluate on at most this many views, evenly spaced over the set.
         baseline: also run the pycolmap baseline on the same images.
-        device: where the model runs (COLMAP always runs on the CPU).
         max_points: subsampling cap per cloud for the geometry metrics.
         seed: subsampling seed.
         on_stage: called with a short stage name as work progresses.
-        refine: geometric refinement after the network (its time counts in the model's).
 
     Returns:
         A JSON-ready dict: ``scene``, ``kind``, ``views`` (names evaluated), ``methods``
@@ -314,7 +314,12 @@ def evaluate(
     stage = on_stage or (lambda name: None)
     reference = load_scene_reference(scene_dir)
     paths = select_views(reference.image_paths, max_views)
-    prediction, load_time, run_time = _run_model(paths, model, device, stage, refine)
+    from recon3d.settings import ReconstructionSettings
+
+    settings = settings or ReconstructionSettings()
+    if model is not None and not isinstance(model, torch.nn.Module):
+        settings, model = dataclasses.replace(settings, model=str(model)), None
+    prediction, load_time, run_time = _run_model(paths, model, settings, stage)
     stage("metrics")
     methods = [{
         "method": "recon3d",
@@ -384,13 +389,11 @@ def format_report(report: dict[str, Any]) -> Table:
 
 def run_eval_cli(
     scene_dir: str | Path,
-    model: str | Path,
+    settings: ReconstructionSettings,
     json_path: str | Path | None = None,
     max_views: int | None = None,
     baseline: bool = True,
-    device: str = "auto",
     max_points: int = DEFAULT_MAX_POINTS,
-    refine: RefineOptions | None = None,
 ) -> dict[str, Any]:
     """``recon3d eval``: evaluate, print the table and notes, write the report to ``json_path`` atomically.
 
@@ -402,8 +405,8 @@ def run_eval_cli(
 
     console = Console()
     with console.status("evaluating") as status:
-        report = evaluate(scene_dir, model, max_views=max_views, baseline=baseline, device=device,
-                          max_points=max_points, on_stage=lambda name: status.update(name), refine=refine)
+        report = evaluate(scene_dir, settings=settings, max_views=max_views, baseline=baseline,
+                          max_points=max_points, on_stage=lambda name: status.update(name))
     console.print(format_report(report))
     for note in report["notes"]:
         console.print(f"note: {note}")

@@ -55,13 +55,17 @@ def evaluate_heldout(
     with merged global attention.
     """
     from recon3d.pipeline import reconstruct
+    from recon3d.refine import RefineOptions
+    from recon3d.settings import ReconstructionSettings
 
+    # The network alone: no geometric refinement, whatever the model's default.
+    settings = ReconstructionSettings(token_merging=token_merging, refine=RefineOptions(method="none"))
     summary: dict[str, dict[str, float]] = {}
     for kind in kinds:
         rows = []
         for seed in range(num_scenes):
             scene = make_scene(kind, seed, num_views, size_wh)
-            prediction = reconstruct([Image.fromarray(im) for im in scene.images], model, token_merging=token_merging)
+            prediction = reconstruct([Image.fromarray(im) for im in scene.images], model, settings)
             prediction.names = list(scene.names)
             row = headline(evaluate_prediction(prediction, scene_reference(scene), max_points=20_000))
             rows.append(row)

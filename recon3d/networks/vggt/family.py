@@ -1,0 +1,96 @@
+"""The VGGT family: one forward pass over all views predicts cameras, depth and point maps."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from recon3d.networks.families import ModelFamily, ProgressFn, StageFn
+from recon3d.networks.vggt.config import VGGTConfig
+from recon3d.networks.vggt.model import SKIPPED_CHECKPOINT_PREFIXES, VGGT
+
+if TYPE_CHECKING:
+    from recon3d.settings import ReconstructionSettings
+
+# The official Hugging Face config.json holds only the VGGT() constructor arguments.
+_CONSTRUCTOR_KEYS = {"img_size", "patch_size", "embed_dim", "enable_camera", "enable_point", "enable_depth",
+                     "enable_track"}
+
+
+def _config_from_json(data: dict[str, Any]) -> VGGTConfig:
+    data = {k: v for k, v in data.items() if k != "architecture"}
+    return VGGTConfig(**data) if set(data) <= _CONSTRUCTOR_KEYS else VGGTConfig.from_dict(data)
+
+
+@torch.inference_mode()
+def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; return per-view fp32 numpy arrays.
+
+    Keys: extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]``, depth/depth_conf ``[S,H,W]``,
+    points ``[S,H,W,3]``, points_conf ``[S,H,W]``. A network without a point-map head
+    gets its points from depth and cameras, with the depth confidence.
+    """
+    from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
+
+    device = next(model.parameters()).device
+    out = model(images.to(device))
+    h, w = images.shape[-2:]
+    extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"][0].float(), (h, w))
+
+    def host(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    depth = out["depth"][0, ..., 0]
+    if "world_points" in out:
+        points, points_conf = out["world_points"][0], out["world_points_conf"][0]
+    else:
+        points = unproject_depth(depth, extrinsics, intrinsics, pixel_centre=0.5)
+        points_conf = out["depth_conf"][0]
+    return {
+        "extrinsics_w2c": host(to_homogeneous(extrinsics)),
+        "intrinsics": host(intrinsics),
+        "depth": host(depth),
+        "depth_conf": host(out["depth_conf"][0]),
+        "points": host(points),
+        "points_conf": host(points_conf),
+    }
+
+
+def _predict(model: VGGT, images: torch.Tensor, settings: ReconstructionSettings, on_stage: StageFn,
+             on_progress: ProgressFn | None) -> dict[str, np.ndarray]:
+    on_stage("network")
+    model.set_token_merging(settings.token_merging)
+    return predict_tensors(model, images)
+
+
+def _describe(c: VGGTConfig) -> list[str]:
+    lines = [f"architecture: VGGT, embed {c.embed_dim}, depth {c.depth}, heads {c.num_heads}, "
+             f"patch embed {c.patch_embed.type}, camera trunk {c.camera_head.trunk_depth}, "
+             f"DPT features {c.dpt.features} reading layers {c.dpt.intermediate_layer_idx}"]
+    if c.enable_track:
+        lines.append(f"note: the checkpoint's tracking head ({', '.join(SKIPPED_CHECKPOINT_PREFIXES)}*) is skipped "
+                     "when loading: recon3d does not run point tracking")
+    return lines
+
+
+def _ignorable_keys(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> set[str]:
+    return {k for k in state_dict if k.startswith(SKIPPED_CHECKPOINT_PREFIXES)}
+
+
+FAMILY = ModelFamily(
+    name="vggt",
+    config_type=VGGTConfig,
+    network_type=VGGT,
+    claims_config=lambda data: data.get("architecture") == "vggt",
+    config_from_json=_config_from_json,
+    # Unclaimed checkpoints are taken as VGGT-1B: the fallback family (see families.py).
+    claims_weights=lambda state_dict: "aggregator.camera_token" in state_dict,
+    config_from_weights=lambda state_dict, path: VGGTConfig(),
+    ignorable_keys=_ignorable_keys,
+    input_size=lambda config: config.img_size,
+    default_preprocess=lambda config: "crop",
+    describe=_describe,
+    predict=_predict,
+)
