@@ -8,6 +8,7 @@ also depends on how much texture the scene has.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,16 @@ def curate(scores: list[FrameScore]) -> tuple[list[int], dict[int, str]]:
                 continue
         kept.append(i)
     return kept, dropped
+
+
+def evenly_spaced(count: int, k: int) -> list[int]:
+    """``min(k, count)`` distinct indices into ``range(count)``, evenly spaced, first and last
+    included (positions ``linspace(0, count-1, k)`` rounded half up)."""
+    k = min(k, count)
+    if k == 1:
+        return [0]
+    # Half-up rounding keeps indices distinct when the spacing is exactly 1 (k == count).
+    return [int(math.floor(x + 0.5)) for x in np.linspace(0, count - 1, k)]
 
 
 def sharpest_per_slot(slots: list[int], sharpness: list[float]) -> list[int]:

@@ -14,11 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 from PIL import Image
 
 from recon3d.errors import InputError
-from recon3d.io.frame_selection import SELECT_MODES, curate, score_frame, sharpest_per_slot
+from recon3d.io.frame_selection import SELECT_MODES, curate, evenly_spaced, score_frame, sharpest_per_slot
 from recon3d.io.images import LoadedImage, check_image_size
 
 logger = logging.getLogger(__name__)
@@ -32,16 +31,6 @@ _ROTATIONS = {
     180: Image.Transpose.ROTATE_180,
     -180: Image.Transpose.ROTATE_180,
 }
-
-
-def _evenly_spaced(count: int, k: int) -> list[int]:
-    """``min(k, count)`` distinct indices into ``range(count)``, evenly spaced, first and last
-    included (positions ``linspace(0, count-1, k)`` rounded half up)."""
-    k = min(k, count)
-    if k == 1:
-        return [0]
-    # Half-up rounding keeps indices distinct when the spacing is exactly 1 (k == count).
-    return [int(math.floor(x + 0.5)) for x in np.linspace(0, count - 1, k)]
 
 
 def _read_error(path: Path, exc: BaseException) -> InputError:
@@ -174,11 +163,11 @@ def load_video_frames(
     elif every_n is not None:
         selected = list(range(0, len(times), every_n))
     elif num_frames is not None:
-        selected = _evenly_spaced(len(times), num_frames)
+        selected = evenly_spaced(len(times), num_frames)
     else:
         selected = _select_by_fps(times, DEFAULT_FPS if fps is None else fps)
     if max_frames is not None and len(selected) > max_frames:
-        selected = [selected[i] for i in _evenly_spaced(len(selected), max_frames)]
+        selected = [selected[i] for i in evenly_spaced(len(selected), max_frames)]
     if not selected:
         raise InputError(f"no frames could be decoded from video '{path}'; check the file or re-encode it")
 
@@ -217,7 +206,7 @@ def _select_sharp(
     kept = [i for i in kept if i < len(times)]
     sharpness = [scores[i].sharpness for i in kept]
     if num_frames is not None:
-        return [kept[p] for p in _evenly_spaced(len(kept), num_frames)]
+        return [kept[p] for p in evenly_spaced(len(kept), num_frames)]
     if every_n is not None:
         slots = [i // every_n for i in kept]
     else:
