@@ -185,6 +185,8 @@ OPTIONS: tuple[Option, ...] = (
            _same, _field("inputs.video_every_n")),
     Option("max_frames", "run", Optional[int], typer.Option(None, "--max-frames", min=1, help="Video inputs: at most this many frames, evenly spread."),
            _same, _field("inputs.video_max_frames")),
+    Option("max_views", "run", Optional[int], typer.Option(None, "--max-views", min=1, help="At most this many views in all (photos and video frames), evenly spread, first and last kept; applied after skipping and --select-frames."),
+           _same, _field("inputs.max_views")),
     Option("select_frames", "run", str, typer.Option("all", "--select-frames", help="all, or sharp: drop blurred frames (low variance of the Laplacian next to their neighbours) and near-duplicates of the previous kept frame, from videos and from each image folder, before the --fps/--every-n/--max-frames sampling (which then takes the sharpest frame of each window); what was dropped is listed."),
            lambda v: _choice(v, SELECT_MODES), _field("inputs.select_frames")),
     Option("strict", "run", bool, typer.Option(False, "--strict", help="Stop at the first unusable file in an input folder (unreadable, unsupported, too small, a link leaving the folder) instead of skipping it with a warning."),

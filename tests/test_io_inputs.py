@@ -215,3 +215,12 @@ def test_megapixel_limit_applies_to_named_files(tmp_path: Path) -> None:
     path = _image(tmp_path / "big.png", size=(2000, 1000))
     with pytest.raises(InputError, match="megapixels"):
         collect_inputs([path], InputOptions(max_megapixels=1.5))
+
+
+def test_max_views_keeps_an_even_spread_and_says_so(tmp_path: Path) -> None:
+    for i in range(10):
+        _image(tmp_path / f"v{i}.png", 20 * i)
+    loaded = collect_inputs(tmp_path, InputOptions(max_views=4))
+    assert [v.name for v in loaded.views] == ["v0.png", "v3.png", "v6.png", "v9.png"]  # rounded linspace(0, 9, 4)
+    assert loaded.notes == ["kept 4 of 10 views, evenly spread (--max-views)"]
+    assert len(collect_inputs(tmp_path, InputOptions(max_views=10)).views) == 10

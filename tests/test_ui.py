@@ -167,6 +167,18 @@ def test_gradio_client_flow(app_server, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make test installs it)")
+def test_most_views_control_uses_an_even_spread(app_server):
+    from gradio_client import Client, handle_file
+
+    url, _ = app_server
+    client = Client(url, verbose=False)
+    files = [handle_file(p) for p in sample_images(5)]
+    _, _, status, _, frames = client.predict(files, 1.0, 60, "auto", "auto", "complete", 300, "auto", 50, True,
+                                             ["edges"], "points", 3, api_name="/reconstruct")
+    assert "3 views at" in status
+    assert [choice[0] for choice in frames["choices"]] == ["000.png", "002.png", "004.png"]
+
+
 def test_browser_skips_a_corrupt_upload_and_closing_the_page_deletes_the_session(app_server, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

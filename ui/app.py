@@ -87,10 +87,11 @@ class UIConfig:
     examples: list[list[str]] = field(default_factory=_example_sets)
 
 
-def _settings(model_name, fps, max_frames, merge, scene_graph, align_iters, refine) -> ReconstructionSettings:
+def _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine) -> ReconstructionSettings:
     """The controls' values, checked as the command line checks them (ValueError when one is not allowed)."""
     settings = ReconstructionSettings(model=str(model_name))
-    for name, value in (("fps", fps or None), ("max_frames", int(max_frames or 0) or None), ("merge", str(merge)),
+    for name, value in (("fps", fps or None), ("max_frames", int(max_frames or 0) or None),
+                        ("max_views", int(max_views or 0) or None), ("merge", str(merge)),
                         ("scene_graph", str(scene_graph)), ("align_iters", int(align_iters or 0)),
                         ("refine", str(refine or "auto"))):
         apply_option(settings, name, value)
@@ -133,7 +134,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                           max_megapixels=config.max_megapixels)
 
     def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf, show_cameras,
-                    filters, show, session, request: gr.Request, progress=gr.Progress()):
+                    filters, show, max_views, session, request: gr.Request, progress=gr.Progress()):
         from recon3d.pipeline import reconstruct as run_network
 
         paths = [f if isinstance(f, str) else f.name for f in (files or [])]
@@ -144,7 +145,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             live_sessions[request.session_hash] = session
         progress(0.02, desc="loading images")
         try:
-            settings = _settings(model_name, fps, max_frames, merge, scene_graph, align_iters, refine)
+            settings = _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine)
             settings.inputs.max_megapixels = config.max_megapixels
             staged = stage_uploads([Upload(p) for p in paths], session.inputs_folder(), limits, _gradio_upload_folder())
             inputs = load_staged(staged, settings.inputs)
@@ -222,6 +223,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                     max_frames = gr.Number(value=60, label="Video: max frames", minimum=0, precision=0)
                 model_name = gr.Dropdown(config.models, value=config.models[0], label="Model")
                 with gr.Accordion("Advanced", open=False):
+                    max_views = gr.Number(value=0, minimum=0, precision=0,
+                                          label="Most views used, evenly spread (0: all)")
                     merge = gr.Dropdown(["auto", "off", "0.5", "0.9", "1.0"], value="auto", allow_custom_value=True,
                                         label="Token merging (auto: on from 32 images; a ratio merges that "
                                               "fraction of tokens in global attention)")
@@ -252,8 +255,9 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                 gallery = gr.Gallery(label="Depth and confidence per view", columns=4, height=320)
 
         controls = [conf, frames, show_cameras, filters, show]
+        # New inputs go last, so API clients written for the earlier order keep working.
         run.click(reconstruct, [files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf,
-                                show_cameras, filters, show, session],
+                                show_cameras, filters, show, max_views, session],
                   [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
                   concurrency_limit=1, api_name="reconstruct")
         # User actions only (.input/.release): Reconstruct itself updates the frame list.

@@ -19,7 +19,7 @@ from typing import Literal
 from PIL import Image
 
 from recon3d.errors import InputError
-from recon3d.io.inputs import InputOptions, InputSet, SkippedFile, collect_inputs, number_repeats
+from recon3d.io.inputs import InputOptions, InputSet, SkippedFile, collect_inputs, limit_views, number_repeats
 
 IMAGE_FORMATS: dict[str, str] = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "BMP": ".bmp", "TIFF": ".tiff",
                                  "WEBP": ".webp"}
@@ -300,4 +300,4 @@ def load_staged(staged: StagedUploads, options: InputOptions) -> InputSet:
         raise InputError(f"none of the {staged.total} uploaded files can be used{first}")
     for view, name in zip(result.views, number_repeats([v.name for v in result.views]), strict=True):
         view.name = name
-    return result
+    return limit_views(result, options)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recon3d.errors import InputError
-from recon3d.io.frame_selection import SELECT_MODES, curate, score_frame
+from recon3d.io.frame_selection import SELECT_MODES, curate, evenly_spaced, score_frame
 from recon3d.io.images import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -47,6 +47,7 @@ class InputOptions:
         strict: fail on the first unusable file in a folder instead of skipping it.
         follow_links: use symbolic links in folders that point outside the folder.
         max_megapixels: largest image accepted (default `recon3d.io.images.MAX_MEGAPIXELS`).
+        max_views: at most this many views in all, evenly spread (first and last kept).
     """
 
     video_fps: float | None = None
@@ -56,6 +57,7 @@ class InputOptions:
     strict: bool = False
     follow_links: bool = False
     max_megapixels: float | None = None
+    max_views: int | None = None
 
     def __post_init__(self) -> None:
         if self.select_frames not in SELECT_MODES:
@@ -298,4 +300,13 @@ def collect_inputs(inputs: str | Path | Sequence[str | Path], options: InputOpti
     result = collector.result
     for view, name in zip(result.views, _unique_names(collector.sources, [v.name for v in result.views])):
         view.name = name
+    return limit_views(result, options)
+
+
+def limit_views(result: InputSet, options: InputOptions) -> InputSet:
+    """``result`` with at most ``options.max_views`` views, evenly spread (noted when it cuts);
+    the last step of every loader of views (folders and files here, the web app's uploads)."""
+    if options.max_views is not None and len(result.views) > options.max_views:
+        result.notes.append(f"kept {options.max_views} of {len(result.views)} views, evenly spread (--max-views)")
+        result.views = [result.views[i] for i in evenly_spaced(len(result.views), options.max_views)]
     return result
