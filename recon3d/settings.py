@@ -201,6 +201,8 @@ OPTIONS: tuple[Option, ...] = (
            _same, _field("pairwise.align_iters")),
     Option("refine", "run", str, typer.Option("auto", "--refine", help="Geometric refinement after the network: ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks), none, or auto (ba for the embedded default model, whose own cameras are not usable yet; none for the others)."),
            _user_error(lambda v: RefineOptions(method=v.strip().lower())), _field("refine")),
+    Option("refine_features", "run", int, typer.Option(3072, "--refine-features", min=64, help="Refinement: SIFT keypoints kept per photo, largest first (more: better cameras on large or weakly textured photos, slower matching)."),
+           _same, _field("refine.max_features")),
     # export: which pixels, which files
     Option("export", "export", str, typer.Option(",".join(DEFAULT_FORMATS), "--export", "-e", help="Comma-separated: npz, glb, ply (points), mesh (mesh.ply + mesh.obj), colmap, gaussians (3DGS .ply), splat, ply_compressed (SuperSplat's compressed .ply); or 'all'."),
            lambda v: _names(v, EXPORT_FORMATS, all_word="all"), _field("formats")),

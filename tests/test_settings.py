@@ -48,7 +48,8 @@ def test_command_line_values_become_the_settings_a_user_would_write_by_hand() ->
 
     args = ["scene", "--model", "vggt-untrained-small", "--device", "cpu", "--precision", "bf16", "--mode", "fit",
             "--fps", "2", "--max-frames", "40", "--select-frames", "sharp", "--strict", "--merge", "0.5",
-            "--scene-graph", "swin-3", "--align-iters", "50", "--refine", "none", "--export", "glb,mesh",
+            "--scene-graph", "swin-3", "--align-iters", "50", "--refine", "none", "--refine-features", "5000",
+            "--max-views", "30", "--export", "glb,mesh",
             "--conf-percentile", "20", "--filter", "sky,overlap", "--points-from", "points", "--mesh", "poisson",
             "--mesh-depth", "gaussians", "--mesh-faces", "5000", "--glb-mesh", "--no-frustums", "--max-points", "900",
             "--colmap-camera", "SIMPLE_PINHOLE", "--colmap-points", "77"]
@@ -56,9 +57,9 @@ def test_command_line_values_become_the_settings_a_user_would_write_by_hand() ->
     assert result.exit_code == 0, result.output
     expected = ReconstructionSettings(
         model="vggt-untrained-small", device="cpu", precision="bf16", preprocess_mode="fit",
-        inputs=InputOptions(video_fps=2.0, video_max_frames=40, select_frames="sharp", strict=True),
+        inputs=InputOptions(video_fps=2.0, video_max_frames=40, select_frames="sharp", strict=True, max_views=30),
         token_merging=MergeConfig(ratio=0.5), pairwise=PairwiseOptions(scene_graph="swin-3", align_iters=50),
-        refine=RefineOptions(method="none"), formats=["glb", "mesh"],
+        refine=RefineOptions(method="none", max_features=5000), formats=["glb", "mesh"],
         export=ExportOptions(conf_percentile=20.0, mask_sky=True, mask_edges=False, mask_overlap=True,
                              point_source="points", mesh=MeshOptions(method="poisson", point_source="points",
                                                                      target_faces=5000),

@@ -87,13 +87,14 @@ class UIConfig:
     examples: list[list[str]] = field(default_factory=_example_sets)
 
 
-def _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine) -> ReconstructionSettings:
+def _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine,
+              refine_features) -> ReconstructionSettings:
     """The controls' values, checked as the command line checks them (ValueError when one is not allowed)."""
     settings = ReconstructionSettings(model=str(model_name))
     for name, value in (("fps", fps or None), ("max_frames", int(max_frames or 0) or None),
                         ("max_views", int(max_views or 0) or None), ("merge", str(merge)),
                         ("scene_graph", str(scene_graph)), ("align_iters", int(align_iters or 0)),
-                        ("refine", str(refine or "auto"))):
+                        ("refine", str(refine or "auto")), ("refine_features", int(refine_features or 3072))):
         apply_option(settings, name, value)
     return settings
 
@@ -134,7 +135,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                           max_megapixels=config.max_megapixels)
 
     def reconstruct(files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf, show_cameras,
-                    filters, show, max_views, session, request: gr.Request, progress=gr.Progress()):
+                    filters, show, max_views, refine_features, session, request: gr.Request, progress=gr.Progress()):
         from recon3d.pipeline import reconstruct as run_network
 
         paths = [f if isinstance(f, str) else f.name for f in (files or [])]
@@ -145,7 +146,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
             live_sessions[request.session_hash] = session
         progress(0.02, desc="loading images")
         try:
-            settings = _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine)
+            settings = _settings(model_name, fps, max_frames, max_views, merge, scene_graph, align_iters, refine,
+                                 refine_features)
             settings.inputs.max_megapixels = config.max_megapixels
             staged = stage_uploads([Upload(p) for p in paths], session.inputs_folder(), limits, _gradio_upload_folder())
             inputs = load_staged(staged, settings.inputs)
@@ -237,6 +239,8 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
                     refine = gr.Dropdown(["auto", "ba", "none"], value="auto",
                                          label="Refine cameras with feature tracks and bundle adjustment "
                                                "(auto: for the embedded default model; ba: always)")
+                    refine_features = gr.Number(value=3072, minimum=64, precision=0,
+                                                label="Refinement: SIFT keypoints per photo")
                 run = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct")
                 status = gr.Markdown(elem_id="status")
                 if config.examples:
@@ -257,7 +261,7 @@ def build_app(config: UIConfig | None = None) -> gr.Blocks:
         controls = [conf, frames, show_cameras, filters, show]
         # New inputs go last, so API clients written for the earlier order keep working.
         run.click(reconstruct, [files, fps, max_frames, model_name, merge, scene_graph, align_iters, refine, conf,
-                                show_cameras, filters, show, max_views, session],
+                                show_cameras, filters, show, max_views, refine_features, session],
                   [session, viewer, downloads, status, gallery, frames], concurrency_id="network",
                   concurrency_limit=1, api_name="reconstruct")
         # User actions only (.input/.release): Reconstruct itself updates the frame list.
