@@ -1,6 +1,6 @@
 """Data passed between recon3d's stages.
 
-Conventions (fixed for the whole project, see DESIGN.md):
+Conventions (fixed for the whole project, see docs/ARCHITECTURE.md):
 
 * Cameras use OpenCV axes: x right, y down, z forward.
 * ``extrinsics_w2c`` maps world points to camera points: ``X_cam = R @ X_world + t``.

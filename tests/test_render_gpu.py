@@ -1,7 +1,7 @@
 """gsplat's CUDA rasterizer against the torch backend (run with ``pytest -m gpu``).
 
 Opacities stay at or below 0.99 here: gsplat 1.5 clamps alpha at 0.999 where our
-backends use 0.99 (DESIGN.md), so only Gaussians more opaque than 0.99 can differ.
+backends use 0.99 (docs/ARCHITECTURE.md), so only Gaussians more opaque than 0.99 can differ.
 """
 from __future__ import annotations
 
