@@ -11,7 +11,8 @@
 | ``splat``   | gaussians.splat              | antimatter15-style web viewers             |
 | ``ply_compressed`` | gaussians.compressed.ply | SuperSplat, PlayCanvas (about 4x smaller) |
 
-Every file is written atomically; the pixels used are chosen once by `keep_mask`.
+Every file is written atomically. The per-pixel geometry (`recon3d.geometry.pixels`) is
+computed once and the pixels used are chosen once by `keep_mask`; every format takes both.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recon3d import masks
+from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.mesh import MeshOptions
 from recon3d.types import Mesh, Prediction
 
@@ -40,11 +43,11 @@ class ExportOptions:
 
     Attributes:
         conf_percentile: drop this percentage of the least confident pixels (0-100).
-        mask_sky: drop sky (offline heuristic, see `recon3d.gaussians.filters.sky_mask`).
+        mask_sky: drop sky (offline heuristic, see `recon3d.masks.sky_mask`).
         mask_black, mask_white: drop black / white background pixels.
         mask_edges: drop pixels on depth discontinuities (floaters).
         mask_overlap: keep each surface point only in the view that samples it most
-            finely (`recon3d.gaussians.filters.best_view`): fewer, sharper Gaussians.
+            finely (`recon3d.masks.best_view`): fewer, sharper Gaussians.
         views: indices of the views whose pixels are used (None: all).
         point_source: ``"depth"`` or ``"points"`` (point-map head).
         max_points: cap on the points of points.ply and the GLB point cloud (seeded).
@@ -85,54 +88,49 @@ class ExportReport:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def keep_mask(pred: Prediction, options: ExportOptions) -> np.ndarray:
+def keep_mask(pred: Prediction, options: ExportOptions, geometry: PixelGeometry | None = None) -> np.ndarray:
     """``[S,H,W]`` bool: pixels that pass every filter chosen in ``options``, hold a
-    finite point in front of their camera, and belong to a view with a valid camera."""
-    from recon3d.gaussians import filters
+    finite point in front of their camera, and belong to a view with a valid camera.
 
-    points, depth, conf = pred.view_points(options.point_source)
-    keep = pred.usable_pixels(points, depth)
+    ``geometry`` is ``pred``'s per-pixel geometry when already computed (used when it
+    comes from ``options.point_source``)."""
+    geometry = pixel_geometry(pred, options.point_source, reuse=geometry)
+    points, depth, conf = geometry.points, geometry.depth, geometry.conf
+    # A copy: the filters below narrow it in place, and the geometry's mask is shared.
+    keep = geometry.usable.copy()
     cameras_ok = pred.valid_cameras()
     if not cameras_ok.all():
         log.warning("views %s have non-finite or degenerate cameras: their pixels are left out",
                     ", ".join(str(i) for i in np.nonzero(~cameras_ok)[0]))
     finite_conf = np.where(np.isfinite(conf), conf, 0.0)
-    keep &= filters.confidence_percentile(finite_conf, options.conf_percentile)
+    keep &= masks.confidence_percentile(finite_conf, options.conf_percentile)
     if options.mask_sky:
-        keep &= filters.sky_mask(pred.images)
+        keep &= masks.sky_mask(pred.images)
     if options.mask_black:
-        keep &= filters.black_background(pred.images)
+        keep &= masks.black_background(pred.images)
     if options.mask_white:
-        keep &= filters.white_background(pred.images)
+        keep &= masks.white_background(pred.images)
     if options.mask_edges:
-        keep &= filters.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
+        keep &= masks.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
     if options.views is not None:
-        keep &= filters.frame_selection(pred.num_views, options.views)
+        keep &= masks.frame_selection(pred.num_views, options.views)
     if options.mask_overlap:
         # Last: a pixel dropped by another filter must not win over the views that keep it.
-        keep &= filters.best_view(points, depth, pred.extrinsics_w2c, pred.intrinsics, keep)
+        keep &= masks.best_view(points, depth, pred.extrinsics_w2c, pred.intrinsics, keep)
     return keep
 
 
-def _points_and_colors(pred: Prediction, keep: np.ndarray, options: ExportOptions):
-    points, _, _ = pred.view_points(options.point_source)
-    normals = _normals(pred, points)
-    colors = pred.colors_u8()
+def _points_and_colors(
+    pred: Prediction, geometry: PixelGeometry, keep: np.ndarray, options: ExportOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept pixels' ``points [N,3]`` float32, ``colors [N,3]`` uint8 and unit
+    ``normals [N,3]`` float32, a seeded subsample of at most ``options.max_points``."""
     index = np.argwhere(keep)
     if len(index) > options.max_points:
         rng = np.random.default_rng(options.seed)
         index = index[np.sort(rng.choice(len(index), options.max_points, replace=False))]
     at = (index[:, 0], index[:, 1], index[:, 2])
-    return points[at], colors[at], normals[at]
-
-
-def _normals(pred: Prediction, points: np.ndarray) -> np.ndarray:
-    import torch
-
-    from recon3d.gaussians.from_prediction import estimate_normals
-
-    centres = torch.as_tensor(pred.extrinsics_c2w[:, :3, 3])
-    return estimate_normals(torch.as_tensor(points), centres).numpy()
+    return geometry.points[at], pred.colors_u8()[at], geometry.normals[at]
 
 
 def export_scene(
@@ -166,33 +164,44 @@ def export_scene(
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport()
     written = report.files
-    keep = keep_mask(pred, options)
+    points_wanted = "ply" in formats or ("glb" in formats and options.glb_geometry == "points")
+    mesh_wanted = "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh")
+    fuse_rendered = mesh_wanted and options.mesh_from_gaussians and options.mesh.method == "tsdf"
+    gaussians_wanted = any(f in formats for f in _GAUSSIAN_FORMATS) or fuse_rendered
+
+    stage("per-pixel geometry")
+    geometry = pixel_geometry(pred, options.point_source)
+    if points_wanted or gaussians_wanted:
+        # Estimated now (they are cached) so that their time counts in this stage.
+        geometry.normals
+    stage("pixel masks")
+    keep = keep_mask(pred, options, geometry)
     if not keep.any():
         log.warning("no pixel passes the filters (confidence percentile %.0f): geometry exports will be empty",
                     options.conf_percentile)
 
     mesh: Mesh | None = None
-    mesh_wanted = "mesh" in formats or ("glb" in formats and options.glb_geometry == "mesh")
-    fuse_rendered = mesh_wanted and options.mesh_from_gaussians and options.mesh.method == "tsdf"
     gaussians = None
-    if any(f in formats for f in _GAUSSIAN_FORMATS) or fuse_rendered:
+    if gaussians_wanted:
         from recon3d.gaussians import gaussians_from_prediction
 
         stage("building Gaussians")
-        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep)
+        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep, geometry=geometry)
     if mesh_wanted:
         from recon3d.mesh import extract_mesh
 
         stage(f"meshing ({options.mesh.method})")
-        mesh = extract_mesh(pred, options.mesh, keep=keep, gaussians=gaussians if fuse_rendered else None)
+        mesh = extract_mesh(pred, options.mesh, keep=keep, gaussians=gaussians if fuse_rendered else None,
+                            geometry=geometry)
         report.counts["mesh_faces"] = mesh.num_faces
 
     if "npz" in formats:
         stage("writing prediction.npz")
         pred.save_npz(out_dir / "prediction.npz")
         written["npz"] = [out_dir / "prediction.npz"]
-    if "ply" in formats or ("glb" in formats and options.glb_geometry == "points"):
-        points, colors, normals = _points_and_colors(pred, keep, options)
+    if points_wanted:
+        stage("sampling the point cloud")
+        points, colors, normals = _points_and_colors(pred, geometry, keep, options)
         report.counts["points"] = len(points)
     if "ply" in formats:
         from recon3d.io.ply import write_points_ply
@@ -205,10 +214,10 @@ def export_scene(
 
         stage("writing scene.glb")
         height, width = pred.image_size_hw
-        geometry = {"mesh": mesh} if options.glb_geometry == "mesh" else {"points": points, "point_colors": colors}
+        content = {"mesh": mesh} if options.glb_geometry == "mesh" else {"points": points, "point_colors": colors}
         write_glb(out_dir / "scene.glb", pred.extrinsics_w2c,
                   intrinsics=pred.intrinsics if options.frustums else None, image_size_wh=(width, height),
-                  camera_names=pred.names or None, valid_cameras=pred.valid_cameras(), **geometry)
+                  camera_names=pred.names or None, valid_cameras=pred.valid_cameras(), **content)
         written["glb"] = [out_dir / "scene.glb"]
     if "mesh" in formats:
         from recon3d.io.obj import write_obj
@@ -223,24 +232,28 @@ def export_scene(
 
         stage("writing the COLMAP model")
         write_colmap(out_dir / "colmap", pred, keep, images=original_images, camera_model=options.colmap_camera,
-                     max_points=options.colmap_points, point_source=options.point_source, seed=options.seed)
+                     max_points=options.colmap_points, point_source=options.point_source, seed=options.seed,
+                     geometry=geometry)
         report.counts["colmap_points"] = min(int(keep.sum()), options.colmap_points)
         written["colmap"] = [out_dir / "colmap"]
     if any(f in formats for f in _GAUSSIAN_FORMATS):
         report.counts["gaussians"] = len(gaussians)
-        if "gaussians" in formats:
-            from recon3d.io.ply import write_gaussians_ply
+    if "gaussians" in formats:
+        from recon3d.io.ply import write_gaussians_ply
 
-            write_gaussians_ply(out_dir / "gaussians.ply", gaussians)
-            written["gaussians"] = [out_dir / "gaussians.ply"]
-        if "splat" in formats:
-            from recon3d.io.splat import write_splat
+        stage("writing gaussians.ply")
+        write_gaussians_ply(out_dir / "gaussians.ply", gaussians)
+        written["gaussians"] = [out_dir / "gaussians.ply"]
+    if "splat" in formats:
+        from recon3d.io.splat import write_splat
 
-            write_splat(out_dir / "gaussians.splat", gaussians)
-            written["splat"] = [out_dir / "gaussians.splat"]
-        if "ply_compressed" in formats:
-            from recon3d.io.ply_compressed import write_ply_compressed
+        stage("writing gaussians.splat")
+        write_splat(out_dir / "gaussians.splat", gaussians)
+        written["splat"] = [out_dir / "gaussians.splat"]
+    if "ply_compressed" in formats:
+        from recon3d.io.ply_compressed import write_ply_compressed
 
-            write_ply_compressed(out_dir / "gaussians.compressed.ply", gaussians)
-            written["ply_compressed"] = [out_dir / "gaussians.compressed.ply"]
+        stage("writing gaussians.compressed.ply")
+        write_ply_compressed(out_dir / "gaussians.compressed.ply", gaussians)
+        written["ply_compressed"] = [out_dir / "gaussians.compressed.ply"]
     return report

@@ -71,7 +71,7 @@ class Prediction:
         pixel centres at +0.5 (the convention above)."""
         from recon3d.geometry.cameras import unproject_depth
 
-        return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics, pixel_centre=0.5)
+        return unproject_depth(self.depth, self.extrinsics_w2c, self.intrinsics)
 
     def colors_u8(self) -> np.ndarray:
         """``[S,H,W,3]`` uint8 colours of ``images`` (rounded), for points and meshes."""

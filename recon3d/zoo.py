@@ -210,7 +210,7 @@ def _config_from_json(path: Path) -> Config:
     try:
         return family.config_from_json(data)
     except (TypeError, ValueError) as err:
-        raise WeightsError(f"invalid {family.name} config '{path}': {err}") from None
+        raise WeightsError(f"invalid {family.title} config '{path}': {err}") from None
 
 
 def _config_from_weights(state_dict: dict[str, torch.Tensor], path: Path) -> Config:
@@ -219,9 +219,9 @@ def _config_from_weights(state_dict: dict[str, torch.Tensor], path: Path) -> Con
     try:
         return family.config_from_weights(state_dict, path)
     except KeyError as err:
-        raise WeightsError(f"'{path}' looks like a {family.name} checkpoint but lacks {err}") from None
+        raise WeightsError(f"'{path}' looks like a {family.title} checkpoint but lacks {err}") from None
     except ValueError as err:
-        raise WeightsError(f"cannot configure {family.name} from '{path}' alone: {err}; "
+        raise WeightsError(f"cannot configure {family.title} from '{path}' alone: {err}; "
                            "put its config.json beside it") from None
 
 
@@ -243,7 +243,7 @@ def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, sour
         detail = f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         if not missing and not unexpected:
             detail = str(err).splitlines()[-1].strip()
-        raise WeightsError(f"weights from '{source}' do not fit the {family.name} configuration: {detail}") from None
+        raise WeightsError(f"weights from '{source}' do not fit the {family.title} configuration: {detail}") from None
     model.skipped_keys = skipped
     return model
 

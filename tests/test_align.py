@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recon3d.geometry.align import Sim3, align_camera_centres, camera_centres, umeyama
+from recon3d.geometry.align import Sim3, align_camera_centres, umeyama
+from recon3d.geometry.cameras import camera_centres
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from plyfile import PlyData
 
+from helpers.cli import run_cli
 from recon3d.batch import run_batch
 from recon3d.exports import ExportOptions
 from recon3d.settings import ReconstructionSettings
@@ -36,10 +37,6 @@ def make_root(root: Path, good: int, broken: bool = True) -> Path:
         data = (root / "scene_0" / "0.png").read_bytes()
         (root / "corrupt_scene" / "0.png").write_bytes(data[: len(data) // 3])
     return root
-
-
-def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "recon3d", *args], capture_output=True, text=True, timeout=600, **kwargs)
 
 
 def manifest_of(out: Path) -> dict:

@@ -117,15 +117,15 @@ def test_unproject_matches_reference(vggt_parity: Path, config: str, views: str)
     depth, extr, intr = out["depth"][0], out["extrinsic"][0], out["intrinsic"][0]
     expected = out["world_points_from_depth"]
 
-    points = unproject_depth(depth, extr, intr)
+    points = unproject_depth(depth, extr, intr, pixel_centre=0.0)
     assert isinstance(points, torch.Tensor) and points.dtype == torch.float32
     assert_close(points, expected)
 
-    points_np = unproject_depth(depth.numpy(), extr.numpy(), intr.numpy())
+    points_np = unproject_depth(depth.numpy(), extr.numpy(), intr.numpy(), pixel_centre=0.0)
     assert isinstance(points_np, np.ndarray) and points_np.dtype == np.float32
     assert_close(torch.from_numpy(points_np), expected)
 
-    points_4x4 = unproject_depth(depth[..., 0], to_homogeneous(extr), intr)
+    points_4x4 = unproject_depth(depth[..., 0], to_homogeneous(extr), intr, pixel_centre=0.0)
     assert_close(points_4x4, expected)
 
 
@@ -139,7 +139,7 @@ def test_unproject_fronto_parallel_plane() -> None:
     intr = torch.tensor([[[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]])
     depth = torch.full((1, height, width, 1), d)
 
-    points = unproject_depth(depth, extr, intr)[0]
+    points = unproject_depth(depth, extr, intr, pixel_centre=0.0)[0]
     assert points.shape == (height, width, 3)
     assert torch.allclose(points[..., 2], torch.full((height, width), center[2] + d))
     u = torch.arange(width, dtype=torch.float32)
@@ -159,6 +159,6 @@ def test_unproject_rotated_camera_sees_plane() -> None:
     center = torch.tensor([1.0, 2.0, 3.0])
     w2c = invert_rigid(torch.cat((rot_c2w, center[:, None]), dim=-1))[None]
     intr = torch.tensor([[[20.0, 0.0, 5.0], [0.0, 20.0, 4.0], [0.0, 0.0, 1.0]]])
-    points = unproject_depth(torch.full((1, 8, 10), 3.0), w2c, intr)[0]
+    points = unproject_depth(torch.full((1, 8, 10), 3.0), w2c, intr, pixel_centre=0.0)[0]
     assert torch.allclose(points[..., 0], torch.full((8, 10), 4.0), atol=1e-6)
 

@@ -9,25 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.cli import assert_one_line_user_error, run_cli
 from recon3d.types import Prediction
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "recon3d", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def _write_photo(path: Path, size=(160, 120), seed=0) -> None:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-
-
-def assert_one_line_user_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode == 1, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert needle in lines[0], lines[0]
 
 
 def test_empty_folder(tmp_path):

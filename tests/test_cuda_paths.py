@@ -292,7 +292,10 @@ def test_the_web_app_loads_models_on_the_gpu_and_says_so(fake_cuda, monkeypatch)
     pytest.importorskip("gradio")
     from recon3d_ui.app import UIConfig, zoo_loader
 
+    from recon3d import zoo
+
     loaded = []
+    monkeypatch.setattr(zoo, "_CACHE", type(zoo._CACHE)())  # loads, not earlier tests' cached models
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Fake GPU 80GB")
     monkeypatch.setattr("recon3d.zoo.load_model", lambda name, device, precision: loaded.append((name, device)) or object())
     model, line = UIConfig().load_model("vggt-untrained-small")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synthetic_truth import pairwise_from_scene
-from test_cli import run_cli
+from helpers.pairwise import pairwise_from_scene
+from helpers.cli import run_cli
 
 from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig

@@ -6,15 +6,13 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from recon3d.gaussians import (
+from recon3d.gaussians import fuse_voxels, gaussians_from_prediction, prune_to_count
+from recon3d.masks import (
     best_view,
     black_background,
     confidence_percentile,
     depth_edges,
     frame_selection,
-    fuse_voxels,
-    gaussians_from_prediction,
-    prune_to_count,
     sky_mask,
     white_background,
 )

@@ -22,12 +22,13 @@ from scipy.spatial.transform import Rotation
 
 from recon3d.cli import main as cli_main
 from recon3d.eval.image_metrics import psnr, ssim
-from recon3d.gaussians import best_view, gaussians_from_prediction
+from recon3d.gaussians import gaussians_from_prediction
+from recon3d.geometry.cameras import camera_centres, look_at
 from recon3d.io.ply import write_gaussians_ply
 from recon3d.io.video_writer import colorize_depth, write_mp4
+from recon3d.masks import best_view
 from recon3d.render import render
 from recon3d.render.paths import (
-    camera_centres,
     focus_point,
     interpolate_path,
     keyframe_indices,
@@ -35,7 +36,6 @@ from recon3d.render.paths import (
     orbit_path,
 )
 from recon3d.synth import build_world, make_scene, write_scene
-from recon3d.synth.camera import look_at
 from recon3d.synth.render import render_views
 from recon3d.synth.truth import scene_prediction as gt_prediction
 from recon3d.synth.world import SceneObject

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recon3d.geometry.cameras import look_at
 from recon3d.synth import KINDS, build_world, make_scene, read_scene, write_scene
-from recon3d.synth.camera import camera_rays, intrinsics_from_fov, look_at
+from recon3d.synth.camera import camera_rays, intrinsics_from_fov
 from recon3d.synth.primitives import Box, Cylinder, Quad, Sphere, rotation_zyx
 from recon3d.synth.render import render_view
 from recon3d.synth.scene_io import SAMPLE_ASSETS

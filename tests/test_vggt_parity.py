@@ -79,7 +79,7 @@ def test_outputs_and_intermediates(tiny, which, vggt_parity):
     extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"], tuple(images.shape[-2:]))
     assert_close(extrinsics, ref["extrinsic"], "extrinsic")
     assert_close(intrinsics, ref["intrinsic"], "intrinsic")
-    points = unproject_depth(out["depth"][0].numpy(), extrinsics[0].numpy(), intrinsics[0].numpy())
+    points = unproject_depth(out["depth"][0].numpy(), extrinsics[0].numpy(), intrinsics[0].numpy(), pixel_centre=0.0)
     assert_close(torch.from_numpy(points), ref["world_points_from_depth"], "world_points_from_depth")
 
 

@@ -35,7 +35,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
-from recon3d.geometry.align import Sim3, align_camera_centres, camera_centres
+from recon3d.geometry.align import Sim3, align_camera_centres
+from recon3d.geometry.cameras import camera_centres, pixel_grid
 
 __all__ = [
     "AUC_THRESHOLDS",
@@ -205,8 +206,7 @@ def resample_to_model_grid(
     """
     height, width = model_hw
     src_h, src_w = values.shape[:2]
-    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    pixels = np.stack((u, v, np.ones_like(u)), axis=-1) @ np.asarray(to_original, dtype=np.float64).T
+    pixels = pixel_grid(height, width, homogeneous=True) @ np.asarray(to_original, dtype=np.float64).T
     col = np.floor(pixels[..., 0] / pixels[..., 2]).astype(np.int64)
     row = np.floor(pixels[..., 1] / pixels[..., 2]).astype(np.int64)
     inside = (col >= 0) & (col < src_w) & (row >= 0) & (row < src_h)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from recon3d.geometry.align import camera_centres
+from recon3d.geometry.cameras import camera_centres
 from recon3d.geometry.extent import scene_diagonal
 from recon3d.types import Prediction
 

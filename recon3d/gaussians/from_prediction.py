@@ -12,13 +12,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from recon3d.geometry.cameras import invert_rigid, matrix_to_quat_xyzw
+from recon3d.geometry.cameras import matrix_to_quat_xyzw
+from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.types import SH_C0, Gaussians, Prediction
 
 __all__ = [
     "DEFAULT_SCALE_FACTOR",
     "gaussians_from_prediction",
-    "estimate_normals",
     "normal_frames",
     "matrix_to_quat_wxyz",
     "rgb_to_sh",
@@ -41,38 +41,6 @@ depth sorting lets it cover the pixel's own Gaussian. On the synthetic scenes
 (ground-truth depth, 6 input and 2 held-out views), 0.6 instead of 1 raises the PSNR of re-rendered input views by 1.2-2.2 dB and of
 held-out views by 0.6-2.3 dB, for at most 1 % less held-out coverage.
 """
-
-
-def estimate_normals(points: torch.Tensor, camera_centres: torch.Tensor) -> torch.Tensor:
-    """Unit surface normals of per-view point maps, oriented towards each view's camera.
-
-    The normal of pixel (v, u) is the cross product of the point map's derivatives along
-    the image axes, ``dP/du x dP/dv``, taken as central differences (one-sided on the
-    image border, as ``torch.gradient`` does). It is flipped where it points away from
-    the camera centre. Where the cross product vanishes or is not finite (a constant
-    point map, or a NaN among the neighbours) the normal falls back to the unit
-    direction from the point to the camera, i.e. a fronto-parallel disc.
-
-    Central differences straddle depth discontinuities, so normals on silhouettes are
-    unreliable; `recon3d.gaussians.filters.depth_edges` removes those pixels.
-
-    Args:
-        points: ``[S,H,W,3]`` world points of each view (world units).
-        camera_centres: ``[S,3]`` camera centres in the world frame.
-
-    Returns:
-        ``[S,H,W,3]`` float32 unit normals.
-    """
-    # Differences of nearby float32 values are exact, so float32 loses nothing here.
-    points = points.float()
-    d_dv, d_du = torch.gradient(points, dim=(1, 2))
-    normals = torch.cross(d_du, d_dv, dim=-1)
-    to_camera = camera_centres.float()[:, None, None, :] - points
-    to_camera = to_camera / to_camera.norm(dim=-1, keepdim=True)
-    length = normals.norm(dim=-1, keepdim=True)
-    normals = torch.where(length > 0, normals / length, to_camera)
-    facing = (normals * to_camera).sum(-1, keepdim=True)
-    return torch.where(facing < 0, -normals, normals)
 
 
 def normal_frames(normals: torch.Tensor, right: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
@@ -141,6 +109,7 @@ def gaussians_from_prediction(
     flatten: float = 0.1,
     sh_degree: int = 0,
     opacity: Literal["confidence"] | float = "confidence",
+    geometry: PixelGeometry | None = None,
 ) -> Gaussians:
     """One flat Gaussian per kept pixel of a prediction, without any training.
 
@@ -155,9 +124,9 @@ def gaussians_from_prediction(
       surfaces are not stretched by 1/cos: that would blow up at grazing angles and near
       depth edges. The third scale, along the normal, is ``flatten * min(in-plane)``, so
       the normal stays the shortest axis for ``flatten <= 1``.
-    * **quats**: local z is the normal from `estimate_normals` (central differences of
-      the view's point map, facing the camera), local x the camera's right axis in the
-      tangent plane (`normal_frames`); **w,x,y,z** with w >= 0.
+    * **quats**: local z is the normal from `recon3d.geometry.pixels.estimate_normals`
+      (central differences of the view's point map, facing the camera), local x the
+      camera's right axis in the tangent plane (`normal_frames`); **w,x,y,z** with w >= 0.
     * **sh**: DC from the pixel colour, ``(rgb - 0.5) / SH_C0``; bands 1..sh_degree zero.
     * **opacities**: ``"confidence"`` maps the source's confidence (``depth_conf`` or
       ``points_conf``) with ``1 - 1/conf`` (`confidence_to_opacity`); a float is used
@@ -170,13 +139,15 @@ def gaussians_from_prediction(
     Args:
         pred: the prediction (numpy arrays, see `recon3d.types.Prediction`).
         source: where the means come from, ``"depth"`` or ``"points"``.
-        keep: bool mask broadcastable to ``[S,H,W]`` (e.g. from `recon3d.gaussians.filters`);
+        keep: bool mask broadcastable to ``[S,H,W]`` (e.g. from `recon3d.masks`);
             None keeps every pixel.
         scale_factor: in-plane standard deviation in pixels of the pixel's own view, i.e.
             multiplier (> 0) of the footprint ``z/f``; see `DEFAULT_SCALE_FACTOR` for why 0.6.
         flatten: thickness along the normal relative to the in-plane scale (>= 0).
         sh_degree: SH degree of the output (>= 0).
         opacity: ``"confidence"`` or a constant in [0,1].
+        geometry: the prediction's per-pixel geometry when already computed (an export
+            computes it once for every format); used when it comes from ``source``.
 
     Returns:
         `Gaussians` with N = number of kept valid pixels, float32 CPU tensors.
@@ -192,13 +163,14 @@ def gaussians_from_prediction(
 
     w2c = torch.as_tensor(pred.extrinsics_w2c, dtype=torch.float64)
     intrinsics = torch.as_tensor(pred.intrinsics, dtype=torch.float64)
-    points, depth, conf = (torch.as_tensor(a) for a in pred.view_points(source))
+    geometry = pixel_geometry(pred, source, reuse=geometry)
+    points, depth, conf = (torch.as_tensor(a) for a in (geometry.points, geometry.depth, geometry.conf))
 
     selected = torch.isfinite(points).all(-1) & (depth > 0)
     if keep is not None:
         selected = selected & torch.as_tensor(np.asarray(keep, dtype=bool)).expand_as(selected)
 
-    normals = estimate_normals(points, invert_rigid(w2c)[:, :3, 3])
+    normals = torch.as_tensor(geometry.normals)
     # Per-view camera axes in world coordinates are the rows of R, broadcast over pixels.
     right, down = w2c[:, None, None, 0, :3].float(), w2c[:, None, None, 1, :3].float()
     rotations = normal_frames(normals[selected], right.expand_as(normals)[selected],

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Sim3", "umeyama", "align_camera_centres", "camera_centres"]
+from recon3d.geometry.cameras import camera_centres
+
+__all__ = ["Sim3", "umeyama", "align_camera_centres"]
 
 # Variance (relative to the squared coordinate magnitude) below which the
 # source is treated as a single point: its rotation and scale are undefined.
@@ -137,13 +139,6 @@ def umeyama(
     scale = float((sigma * sign).sum() / var_src) if with_scale else 1.0
     translation = mean_dst - scale * rotation @ mean_src
     return Sim3(scale, rotation, translation)
-
-
-def camera_centres(extrinsics_w2c: np.ndarray) -> np.ndarray:
-    """``[S,3]`` float64 camera centres ``-R^T t`` of ``[S,4,4]`` (or ``[S,3,4]``) world-to-camera."""
-    extrinsics_w2c = np.asarray(extrinsics_w2c, dtype=np.float64)
-    rot = extrinsics_w2c[:, :3, :3]
-    return -np.einsum("sji,sj->si", rot, extrinsics_w2c[:, :3, 3])
 
 
 def align_camera_centres(pred_w2c: np.ndarray, gt_w2c: np.ndarray, *, with_scale: bool = True) -> Sim3:

@@ -1,4 +1,5 @@
-"""Camera conventions: VGGT pose encoding, rigid transforms, depth unprojection.
+"""Camera conventions and helpers: VGGT pose encoding, rigid transforms, camera centres,
+look-at cameras, the pixel-centre grid, depth unprojection.
 
 Conventions (see DESIGN.md): extrinsics are world-to-camera ``[R | t]`` with
 OpenCV axes (x right, y down, z forward); intrinsics are in pixels of the
@@ -7,6 +8,10 @@ in this module are **x, y, z, w** (scalar last), as in VGGT's pose encoding.
 
 The pose encoding ``[..., 9]`` is ``[t_x, t_y, t_z, q_x, q_y, q_z, q_w, fov_h,
 fov_w]`` with field-of-view angles in radians.
+
+Pixels follow the continuous convention: an image spans ``[0, W] x [0, H]`` and pixel
+``(v, u)`` has its centre at ``(u + 0.5, v + 0.5)`` (`pixel_grid`). Functions that take
+cameras take ``(extrinsics_w2c, intrinsics)`` in that order.
 """
 from __future__ import annotations
 
@@ -20,8 +25,14 @@ __all__ = [
     "cameras_to_pose_encoding",
     "to_homogeneous",
     "invert_rigid",
+    "camera_centres",
+    "look_at",
+    "pixel_grid",
     "unproject_depth",
 ]
+
+Z_UP = (0.0, 0.0, 1.0)
+"""Default ``up`` of `look_at`: the synthetic scenes' world is z-up."""
 
 
 def quat_xyzw_to_matrix(quat: torch.Tensor) -> torch.Tensor:
@@ -182,22 +193,88 @@ def invert_rigid(transform: torch.Tensor) -> torch.Tensor:
     return to_homogeneous(torch.cat((rot_t, trans), dim=-1))
 
 
+def camera_centres(extrinsics_w2c: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Camera centres ``C = -Rᵀ t`` (world units) of world-to-camera transforms.
+
+    Args:
+        extrinsics_w2c: ``[..., 4, 4]`` or ``[..., 3, 4]``.
+
+    Returns:
+        ``[..., 3]``: a tensor in the input's dtype and device (differentiable) for a
+        tensor, otherwise a float64 NumPy array.
+    """
+    if isinstance(extrinsics_w2c, torch.Tensor):
+        rot, trans = extrinsics_w2c[..., :3, :3], extrinsics_w2c[..., :3, 3]
+        return -(rot.transpose(-1, -2) @ trans[..., None])[..., 0]
+    w2c = np.asarray(extrinsics_w2c, dtype=np.float64)
+    # einsum, not @: 3x3 BLAS matmuls raise spurious 'invalid value' warnings on some CPUs.
+    return -np.einsum("...ji,...j->...i", w2c[..., :3, :3], w2c[..., :3, 3])
+
+
+def look_at(
+    eye: np.ndarray, target: np.ndarray, up: np.ndarray | tuple[float, float, float] = Z_UP, roll: float = 0.0
+) -> np.ndarray:
+    """``[4,4]`` float64 world-to-camera transform of a camera at ``eye`` looking at ``target``.
+
+    The camera's -y axis (up in the image) is ``up`` made orthogonal to the viewing
+    direction, so the horizon of a level ``up`` stays level; ``roll`` (radians) then turns
+    the camera about its optical axis, its x axis towards its y axis.
+
+    Args:
+        eye, target: ``[3]`` world points (world units).
+        up: ``[3]`` world direction that appears up in the image (need not be unit).
+        roll: rotation about the optical axis (radians).
+
+    Raises:
+        ValueError: ``eye == target`` or the viewing direction is parallel to ``up``.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    distance = np.linalg.norm(forward)
+    if distance < 1e-12:
+        raise ValueError("camera position and look-at target coincide")
+    forward = forward / distance
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError("viewing direction is parallel to the up axis; the camera roll is undefined")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    cos, sin = np.cos(roll), np.sin(roll)
+    right, down = cos * right + sin * down, -sin * right + cos * down
+    w2c = np.eye(4)
+    w2c[:3, :3] = np.stack((right, down, forward))
+    w2c[:3, 3] = -w2c[:3, :3] @ eye
+    return w2c
+
+
+def pixel_grid(height: int, width: int, *, homogeneous: bool = False) -> np.ndarray:
+    """Continuous coordinates of the pixel centres, ``(u + 0.5, v + 0.5)`` at pixel ``(v, u)``.
+
+    Returns:
+        ``[H, W, 2]`` float64 ``(x, y)`` in pixels, or ``[H, W, 3]`` ``(x, y, 1)`` with
+        ``homogeneous`` (ready for ``K⁻¹`` or an affine pixel map).
+    """
+    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+    channels = (u, v, np.ones_like(u)) if homogeneous else (u, v)
+    return np.stack(channels, axis=-1)
+
+
 def unproject_depth(
     depth: np.ndarray | torch.Tensor,
     extrinsics_w2c: np.ndarray | torch.Tensor,
     intrinsics: np.ndarray | torch.Tensor,
-    pixel_centre: float = 0.0,
+    pixel_centre: float = 0.5,
 ) -> np.ndarray | torch.Tensor:
     """World points from per-view depth maps (VGGT's "points from depth").
 
     Pixel (u, v) sits at ``(u + pixel_centre, v + pixel_centre)`` for integer
-    indices u = 0..W-1, v = 0..H-1. The default 0 is VGGT's own unprojection
-    (integer indices, no half-pixel offset); 0.5 is recon3d's continuous
+    indices u = 0..W-1, v = 0..H-1. The default 0.5 is recon3d's continuous
     convention (the image spans [0, W] x [0, H], so a principal point at
-    (W/2, H/2) is the exact image centre). The camera point
-    ((x-cx) d/fx, (y-cy) d/fy, d) is rounded to float32 and moved to the world
-    with R^T (X_cam - t), the inverse pose taken in float64, which reproduces
-    the reference's numbers. Depth <= 0 is not masked.
+    (W/2, H/2) is the exact image centre); 0 is VGGT's own unprojection
+    (integer indices, no half-pixel offset), which its parity tests use. The
+    camera point ((x-cx) d/fx, (y-cy) d/fy, d) is rounded to float32 and moved
+    to the world with R^T (X_cam - t), the inverse pose taken in float64, which
+    reproduces the reference's numbers. Depth <= 0 is not masked.
 
     Args:
         depth: ``[S, H, W]`` or ``[S, H, W, 1]`` depth along the optical axis.

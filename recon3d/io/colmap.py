@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.io.atomic import atomic_directory
 from recon3d.types import FeatureTracks, Prediction
 
@@ -52,8 +53,8 @@ def point_tracks(
     points: np.ndarray,
     depth: np.ndarray,
     valid: np.ndarray,
-    intrinsics: np.ndarray,
     extrinsics_w2c: np.ndarray,
+    intrinsics: np.ndarray,
     chosen: np.ndarray,
     depth_tolerance: float = 0.01,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -62,7 +63,7 @@ def point_tracks(
     Args:
         points: ``[S,H,W,3]`` world points; ``depth`` ``[S,H,W]`` their camera z.
         valid: ``[S,H,W]`` pixels that may be observed.
-        intrinsics, extrinsics_w2c: ``[S,3,3]``, ``[S,4,4]`` (model pixels).
+        extrinsics_w2c, intrinsics: ``[S,4,4]``, ``[S,3,3]`` (model pixels).
         chosen: ``[N,3]`` (view, row, col) of the pixels that become 3D points.
         depth_tolerance: relative depth agreement for an observation in another view.
 
@@ -151,12 +152,14 @@ def build_reconstruction(
     point_source: str = "depth",
     depth_tolerance: float = 0.01,
     seed: int = 0,
+    geometry: PixelGeometry | None = None,
 ):
     """A ``pycolmap.Reconstruction`` of the prediction (see the module docstring).
 
     When the prediction was refined (``recon3d.refine``), its feature tracks are the
     points3D, with their keypoints as observations; ``keep`` and ``max_points`` then do
-    not apply.
+    not apply. ``geometry`` is the prediction's per-pixel geometry when already computed
+    (used when it comes from ``point_source``).
     """
     import pycolmap
 
@@ -167,17 +170,18 @@ def build_reconstruction(
                                           colmap_cameras(pred, camera_model), camera_model,
                                           pred.extrinsics_w2c, tracks, views)[0]
 
-    points, depth, _ = pred.view_points(point_source)
-    valid = pred.usable_pixels(points, depth)
+    geometry = pixel_geometry(pred, point_source, reuse=geometry)
+    points, depth, valid = geometry.points, geometry.depth, geometry.usable
     if keep is not None:
-        valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
+        # Not in place: the geometry's mask is shared with the other exports.
+        valid = valid & np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
     candidates = np.argwhere(valid)
     if len(candidates) > max_points:
         rng = np.random.default_rng(seed)
         candidates = candidates[np.sort(rng.choice(len(candidates), max_points, replace=False))]
     if len(candidates) == 0:
         log.warning("no valid pixel for COLMAP points3D: the model has cameras and images only")
-    xyz, observations = point_tracks(points, depth, valid, pred.intrinsics, pred.extrinsics_w2c, candidates,
+    xyz, observations = point_tracks(points, depth, valid, pred.extrinsics_w2c, pred.intrinsics, candidates,
                                      depth_tolerance)
     colors = pred.colors_u8()
 
@@ -224,13 +228,15 @@ def write_colmap(
     max_points: int = 100_000,
     point_source: str = "depth",
     seed: int = 0,
+    geometry: PixelGeometry | None = None,
 ) -> Path:
     """Write a COLMAP dataset folder, atomically: ``sparse/0/*.bin`` and ``sparse/0_text/*.txt``.
 
     With ``images`` (the original PIL images, in view order) they are saved under
     ``images/`` with the names the model uses, so gsplat's and nerfstudio's COLMAP
     loaders can train on the folder directly. Names without an image suffix (video
-    frames) get ``.png`` appended, in the model and on disk.
+    frames) get ``.png`` appended, in the model and on disk. ``geometry`` is the
+    prediction's per-pixel geometry when already computed (see `build_reconstruction`).
 
     Returns:
         ``out_dir``.
@@ -238,7 +244,7 @@ def write_colmap(
     file_names = [_image_file_name(n)[0] for n in pred.names] if pred.names else None
     named = pred if file_names is None else _renamed(pred, file_names)
     reconstruction = build_reconstruction(named, keep, camera_model=camera_model, max_points=max_points,
-                                          point_source=point_source, seed=seed)
+                                          point_source=point_source, seed=seed, geometry=geometry)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         (tmp / "sparse" / "0").mkdir(parents=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recon3d.geometry.cameras import camera_centres
 from recon3d.io.atomic import atomic_path
 from recon3d.types import Mesh
 
@@ -94,7 +95,7 @@ def write_glb(
     # Without a usable first camera the scene stays in recon3d's world frame (OpenGL axes).
     to_glb = glb_world_transform(extrinsics_w2c) if valid[0] else GL_FROM_CV.copy()
     scene = trimesh.Scene()
-    extent_points = [np.linalg.inv(extrinsics_w2c[valid])[:, :3, 3]]
+    extent_points = [camera_centres(extrinsics_w2c[valid])]
     if points is not None and len(points):
         points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         extent_points.append(points)

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 
 from recon3d.geometry.extent import scene_diagonal
+from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.mesh.cleanup import decimate, remove_small_components
 from recon3d.mesh.grid import grid_triangulation
 from recon3d.mesh.poisson import oriented_normals, poisson_surface, voxel_downsample
@@ -59,6 +60,7 @@ def extract_mesh(
     *,
     keep: np.ndarray | None = None,
     gaussians: Gaussians | None = None,
+    geometry: PixelGeometry | None = None,
 ) -> Mesh:
     """Mesh the surfaces seen by a prediction's views.
 
@@ -68,6 +70,9 @@ def extract_mesh(
         keep: ``[S,H,W]`` bool mask of the pixels to use (e.g. confident, not sky).
         gaussians: for ``method="tsdf"``, fuse the depth these Gaussians render at the
             predicted cameras instead of the predicted depth (smoother, fewer floaters).
+        geometry: the prediction's per-pixel geometry when already computed (an export
+            computes it once for every format); used when it comes from
+            ``options.point_source``.
 
     Returns:
         The cleaned mesh; empty, with a warning, when no pixel survives the mask.
@@ -75,10 +80,12 @@ def extract_mesh(
     options = options or MeshOptions()
     if options.method not in MESH_METHODS:
         raise ValueError(f"method must be one of {MESH_METHODS}, got {options.method!r}")
-    points, depth, conf = pred.view_points(options.point_source)
-    valid = pred.usable_pixels(points, depth)
+    geometry = pixel_geometry(pred, options.point_source, reuse=geometry)
+    points, depth, conf = geometry.points, geometry.depth, geometry.conf
+    valid = geometry.usable
     if keep is not None:
-        valid &= np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
+        # Not in place: the geometry's mask is shared with the other exports.
+        valid = valid & np.broadcast_to(np.asarray(keep, dtype=bool), valid.shape)
     if not valid.any():
         log.warning("no valid pixel to mesh (all masked or invalid depth): the mesh is empty")
         return Mesh.empty()
@@ -87,17 +94,17 @@ def extract_mesh(
     if options.method == "tsdf":
         if gaussians is not None:
             height, width = pred.image_size_hw
-            depth = rendered_depth(gaussians, pred.intrinsics, pred.extrinsics_w2c, width, height)
+            depth = rendered_depth(gaussians, pred.extrinsics_w2c, pred.intrinsics, width, height)
             valid = depth > 0
-        mesh = tsdf_fusion(depth, colors, pred.intrinsics, pred.extrinsics_w2c, valid,
+        mesh = tsdf_fusion(depth, colors, pred.extrinsics_w2c, pred.intrinsics, valid,
                            relative_voxel=options.relative_voxel, trunc_voxels=options.trunc_voxels)
     elif options.method == "poisson":
-        centres = pred.extrinsics_c2w[:, :3, 3].astype(np.float64)
         view_of_pixel = np.broadcast_to(np.arange(pred.num_views)[:, None, None], valid.shape)[valid]
         flat_points = points[valid].astype(np.float64)
         chosen = voxel_downsample(flat_points, options.relative_voxel * scene_diagonal(flat_points) or 1.0,
                                   priority=conf[valid])
-        normals = oriented_normals(flat_points[chosen], centres[view_of_pixel[chosen]], knn=options.normal_knn)
+        normals = oriented_normals(flat_points[chosen], geometry.camera_centres[view_of_pixel[chosen]],
+                                   knn=options.normal_knn)
         mesh = poisson_surface(flat_points[chosen], normals, colors[valid][chosen], depth=options.poisson_depth,
                                density_quantile=options.density_quantile)
     else:

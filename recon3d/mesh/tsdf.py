@@ -20,8 +20,8 @@ __all__ = ["tsdf_fusion", "rendered_depth"]
 def tsdf_fusion(
     depth: np.ndarray,
     colors: np.ndarray,
-    intrinsics: np.ndarray,
     extrinsics_w2c: np.ndarray,
+    intrinsics: np.ndarray,
     keep: np.ndarray | None = None,
     *,
     voxel_size: float | None = None,
@@ -36,8 +36,8 @@ def tsdf_fusion(
     Args:
         depth: ``[S,H,W]`` camera z-depth.
         colors: ``[S,H,W,3]`` uint8 colours of the same pixels.
-        intrinsics: ``[S,3,3]`` pinhole K, pixel centres at +0.5 (recon3d's convention).
         extrinsics_w2c: ``[S,4,4]`` world-to-camera transforms, OpenCV axes.
+        intrinsics: ``[S,3,3]`` pinhole K, pixel centres at +0.5 (recon3d's convention).
         keep: ``[S,H,W]`` bool mask of pixels to fuse (None: all).
         voxel_size: voxel edge in world units; None: ``relative_voxel`` times the
             diagonal of the fused points' (1-99 percentile) bounding box, or the median
@@ -57,7 +57,7 @@ def tsdf_fusion(
     if not valid.any():
         return Mesh.empty()
     if voxel_size is None:
-        points = unproject_depth(np.where(valid, depth, np.nan), extrinsics_w2c, intrinsics, pixel_centre=0.5)
+        points = unproject_depth(np.where(valid, depth, np.nan), extrinsics_w2c, intrinsics)
         diagonal = scene_diagonal(points[valid])
         if diagonal <= 0:
             return Mesh.empty()
@@ -95,8 +95,8 @@ def tsdf_fusion(
 
 def rendered_depth(
     gaussians: Gaussians,
-    intrinsics: np.ndarray,
     extrinsics_w2c: np.ndarray,
+    intrinsics: np.ndarray,
     width: int,
     height: int,
     *,
@@ -107,6 +107,14 @@ def rendered_depth(
 
     Pixels whose accumulated opacity is below ``min_alpha`` get depth 0 (not fused):
     there the expected depth averages over too little to be a surface.
+
+    Args:
+        gaussians: the Gaussians to render.
+        extrinsics_w2c: ``[S,4,4]`` world-to-camera transforms.
+        intrinsics: ``[S,3,3]`` pinhole K in pixels of a ``width`` x ``height`` image.
+        width, height: image size in pixels.
+        min_alpha: accumulated opacity below which a pixel gets no depth.
+        backend: rasterizer backend (`recon3d.render.render`).
 
     Returns:
         ``[S,H,W]`` float32 depth.

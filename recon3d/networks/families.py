@@ -30,6 +30,7 @@ class ModelFamily:
 
     Attributes:
         name: short name, also the ``"architecture"`` value of a recon3d ``config.json``.
+        title: the name users know it by, in messages (``"VGGT"``, ``"DUSt3R"``).
         config_type, network_type: the family's classes (``network_type(config)`` builds one).
         claims_config: whether a parsed ``config.json`` belongs to this family.
         config_from_json: the config from a parsed ``config.json`` (raises ValueError/TypeError).
@@ -45,6 +46,7 @@ class ModelFamily:
     """
 
     name: str
+    title: str
     config_type: type
     network_type: type
     claims_config: Callable[[Mapping[str, Any]], bool]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from recon3d.errors import InputError
-from recon3d.geometry.cameras import matrix_to_quat_xyzw, quat_xyzw_to_matrix, unproject_depth
+from recon3d.geometry.cameras import matrix_to_quat_xyzw, pixel_grid, quat_xyzw_to_matrix, unproject_depth
 from recon3d.pairwise.init import InitialSolution, initialise_mst, pinhole_intrinsics
 from recon3d.pairwise.pointmaps import PairwisePointmaps
 
@@ -83,8 +83,7 @@ class _Scene(torch.nn.Module):
         self.edge_trans = param(init.edge_translation)
         self.edge_log_scale = param(np.log(init.edge_scale))
         height, width = init.depths.shape[1:]
-        v, u = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
-        self.register_buffer("pixels", torch.stack([u, v], -1).float() + 0.5)  # [H,W,2]
+        self.register_buffer("pixels", torch.as_tensor(pixel_grid(height, width), dtype=torch.float32, device=device))
         self.size_wh = (width, height)
 
     def intrinsics(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +178,7 @@ def _result(
     """
     w2c = np.linalg.inv(cam2world) @ cam2world[0]
     intrinsics = pinhole_intrinsics(focals, pp)
-    points = unproject_depth(depth, w2c, intrinsics, pixel_centre=0.5)
+    points = unproject_depth(depth, w2c, intrinsics)
     return GlobalAlignment(
         extrinsics_w2c=w2c.astype(np.float32),
         intrinsics=intrinsics.astype(np.float32),

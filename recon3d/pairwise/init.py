@@ -22,7 +22,7 @@ from scipy.spatial.transform import Rotation
 
 from recon3d.errors import InputError
 from recon3d.geometry.align import Sim3, umeyama
-from recon3d.geometry.cameras import unproject_depth
+from recon3d.geometry.cameras import pixel_grid, unproject_depth
 
 __all__ = [
     "InitialSolution",
@@ -32,7 +32,6 @@ __all__ = [
     "pinhole_intrinsics",
     "log_weights",
     "pair_scores",
-    "pixel_grid",
 ]
 
 
@@ -67,12 +66,6 @@ def log_weights(conf: np.ndarray) -> np.ndarray:
 def pair_scores(conf_i: np.ndarray, conf_j: np.ndarray) -> np.ndarray:
     """``[P]`` confidence of each pair: mean ``conf_i`` times mean ``conf_j`` over ``[P,H,W]``."""
     return conf_i.reshape(len(conf_i), -1).mean(1) * conf_j.reshape(len(conf_j), -1).mean(1)
-
-
-def pixel_grid(height: int, width: int) -> np.ndarray:
-    """``[H,W,2]`` float64 pixel-centre coordinates ``(u + 0.5, v + 0.5)``."""
-    u, v = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    return np.stack([u, v], axis=-1)
 
 
 def _usable(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -321,4 +314,4 @@ def _unproject(depths: np.ndarray, cam2world: np.ndarray, focals: np.ndarray) ->
     """``[S,H,W,3]`` world points of ``[S,H,W]`` depths, principal point at the image centre."""
     height, width = depths.shape[1:]
     intrinsics = pinhole_intrinsics(focals, np.array([width / 2, height / 2]))
-    return unproject_depth(depths, np.linalg.inv(cam2world), intrinsics, pixel_centre=0.5).astype(np.float64)
+    return unproject_depth(depths, np.linalg.inv(cam2world), intrinsics).astype(np.float64)

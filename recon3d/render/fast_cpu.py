@@ -48,13 +48,13 @@ import torch
 from torch import Tensor
 
 from recon3d.errors import Recon3DError
+from recon3d.geometry.cameras import camera_centres
 from recon3d.render.projection import (
     ALPHA_THRESHOLD,
     EPS2D,
     MAX_ALPHA,
     SIGMA_EXTENT,
     TRANSMITTANCE_MIN,
-    camera_centres,
 )
 
 __all__ = ["FastCPUUnavailable", "fast_cpu_available", "fast_cpu_unavailable_reason", "rasterize_cpu"]

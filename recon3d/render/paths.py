@@ -20,12 +20,11 @@ from scipy.interpolate import CubicHermiteSpline, make_interp_spline
 from scipy.spatial.transform import Rotation, Slerp
 
 from recon3d.errors import InputError
+from recon3d.geometry.cameras import camera_centres, look_at
 
 __all__ = [
     "CameraSet",
-    "camera_centres",
     "focus_point",
-    "look_at_w2c",
     "orbit_path",
     "interpolate_path",
     "keyframe_indices",
@@ -35,12 +34,6 @@ __all__ = [
 # Optical axes spread by less than about 2 degrees (sin^2 ~ 1e-3) do not pin down a
 # point along their common direction: the least-squares focus is then ill-conditioned.
 _MIN_AXIS_SPREAD = 1e-3
-
-
-def camera_centres(extrinsics_w2c: np.ndarray) -> np.ndarray:
-    """Camera centres ``C = -Rᵀ t`` ``[S,3]`` (world units) of ``extrinsics_w2c`` ``[S,4,4]``."""
-    w2c = np.asarray(extrinsics_w2c, dtype=np.float64)
-    return -np.einsum("sji,sj->si", w2c[:, :3, :3], w2c[:, :3, 3])
 
 
 def _optical_axes(extrinsics_w2c: np.ndarray) -> np.ndarray:
@@ -88,31 +81,6 @@ def focus_point(extrinsics_w2c: np.ndarray) -> np.ndarray:
     return np.median(centres + reach * axes, axis=0)
 
 
-def look_at_w2c(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """``[4,4]`` world-to-camera transform of a camera at ``eye`` looking at ``target``.
-
-    The camera's -y axis (up in the image) is ``up`` made orthogonal to the viewing
-    direction, so the horizon of a level ``up`` stays level.
-
-    Raises:
-        ValueError: ``eye == target`` or the viewing direction is parallel to ``up``.
-    """
-    forward = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
-    distance = np.linalg.norm(forward)
-    if distance < 1e-12:
-        raise ValueError("camera position and look-at target coincide")
-    forward = forward / distance
-    right = np.cross(forward, up)
-    if np.linalg.norm(right) < 1e-9:
-        raise ValueError("viewing direction is parallel to the up axis; the camera roll is undefined")
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    w2c = np.eye(4)
-    w2c[:3, :3] = np.stack((right, down, forward))
-    w2c[:3, 3] = -w2c[:3, :3] @ eye
-    return w2c
-
-
 def _orbit_normal(centres: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Unit normal ``[3]`` of the plane fitted to the centres ``[S,3]``, on ``up``'s side.
 
@@ -150,7 +118,7 @@ def orbit_path(
     * azimuth: frame k is ``360° k / num_frames`` from the first input camera's
       azimuth, counter-clockwise seen from the up side; the last frame stops one step
       short of the first, so the video loops;
-    * roll: the image's up is the cameras' mean up (`look_at_w2c`);
+    * roll: the image's up is the cameras' mean up (`recon3d.geometry.cameras.look_at`);
     * intrinsics: the first input camera's.
 
     Args:
@@ -195,7 +163,7 @@ def orbit_path(
     azimuths = 2.0 * np.pi * np.arange(num_frames) / num_frames
     in_plane = np.cos(azimuths)[:, None] * a_axis + np.sin(azimuths)[:, None] * b_axis
     eyes = focus + distance * (np.cos(elevation) * in_plane + np.sin(elevation) * normal)
-    path_w2c = np.stack([look_at_w2c(eye, focus, up) for eye in eyes])
+    path_w2c = np.stack([look_at(eye, focus, up) for eye in eyes])
     path_K = np.repeat(np.asarray(intrinsics, dtype=np.float64)[:1], num_frames, axis=0)
     return path_w2c, path_K
 

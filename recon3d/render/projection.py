@@ -33,7 +33,6 @@ __all__ = [
     "TILE_SIZE",
     "TRANSMITTANCE_MIN",
     "Projection",
-    "camera_centres",
     "eval_sh",
     "max_sh_degree",
     "project_gaussians",
@@ -109,12 +108,6 @@ def quat_scale_to_covar(quats: Tensor, scales: Tensor) -> Tensor:
     """
     m = quat_to_rotmat(quats) * scales[..., None, :]
     return m @ m.transpose(-1, -2)
-
-
-def camera_centres(viewmats: Tensor) -> Tensor:
-    """``[C,3]`` camera centres in world coordinates, ``-Rᵀ t``, from ``viewmats [C,4,4]``."""
-    rot, trans = viewmats[:, :3, :3], viewmats[:, :3, 3]
-    return -(rot.transpose(-1, -2) @ trans[..., None])[..., 0]
 
 
 def project_gaussians(

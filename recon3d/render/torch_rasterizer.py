@@ -24,12 +24,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from recon3d.geometry.cameras import camera_centres
 from recon3d.render.projection import (
     ALPHA_THRESHOLD,
     MAX_ALPHA,
     TILE_SIZE,
     TRANSMITTANCE_MIN,
-    camera_centres,
     project_gaussians,
     view_colors,
 )

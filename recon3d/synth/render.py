@@ -5,7 +5,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from recon3d.synth.camera import camera_rays, pixel_centres
+from recon3d.geometry.cameras import pixel_grid
+from recon3d.synth.camera import camera_rays
 from recon3d.synth.world import World, shade, sky, trace
 
 
@@ -62,7 +63,7 @@ def render_view(
     """
     if int(supersample) != supersample or supersample < 1:
         raise ValueError(f"supersample must be a positive integer, got {supersample}")
-    centres = pixel_centres(width, height)
+    centres = pixel_grid(height, width).reshape(-1, 2)
     origin, dirs, z_per_length = camera_rays(w2c, K, centres)
     t, ids = trace(world, origin, dirs)
     hit = ids >= 0

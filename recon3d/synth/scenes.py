@@ -5,8 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recon3d.geometry.cameras import look_at, pixel_grid
 from recon3d.synth import paths
-from recon3d.synth.camera import camera_rays, intrinsics_from_fov, look_at, pixel_centres
+from recon3d.synth.camera import camera_rays, intrinsics_from_fov
 from recon3d.synth.layouts import objects_world, room_world
 from recon3d.synth.render import render_views
 from recon3d.synth.world import World
@@ -62,7 +63,7 @@ class SynthScene:
         width, height = self.size_wh
         points = np.zeros((*self.depths.shape, 3))
         for i in range(self.num_views):
-            rays = camera_rays(self.extrinsics_w2c[i], self.intrinsics[i], pixel_centres(width, height))
+            rays = camera_rays(self.extrinsics_w2c[i], self.intrinsics[i], pixel_grid(height, width).reshape(-1, 2))
             origin, dirs, z_per_length = rays
             length = self.depths[i].ravel().astype(np.float64) / z_per_length
             points[i] = (origin + length[:, None] * dirs).reshape(height, width, 3)
@@ -103,7 +104,7 @@ def _cameras(
         eyes, targets, rolls = paths.room_trajectory(world, rng, n)
     else:
         eyes, targets, rolls = paths.orbit_trajectory(world, rng, n, half_fov)
-    w2c = np.stack([look_at(e, t, r) for e, t, r in zip(eyes, targets, rolls)])
+    w2c = np.stack([look_at(e, t, roll=r) for e, t, r in zip(eyes, targets, rolls)])
     return w2c, np.repeat(K[None], n, axis=0)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recon3d.geometry.cameras import cameras_to_pose_encoding
+from recon3d.geometry.cameras import cameras_to_pose_encoding, pixel_grid
 from recon3d.synth import make_scene
 
 # Evaluation uses scene seeds below this; training seeds start here, so no held-out
@@ -70,9 +70,7 @@ def normalise_views(extrinsics_w2c: np.ndarray, depths: np.ndarray, intrinsics: 
     """
     s, h, w = depths.shape
     rel = extrinsics_w2c @ np.linalg.inv(extrinsics_w2c[0])
-    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    pix = np.stack([u, v, np.ones_like(u)], axis=-1)  # [H,W,3]
-    rays = np.einsum("sij,hwj->shwi", np.linalg.inv(intrinsics), pix)
+    rays = np.einsum("sij,hwj->shwi", np.linalg.inv(intrinsics), pixel_grid(h, w, homogeneous=True))
     cam_points = rays * depths[..., None]
     c2w = np.linalg.inv(rel)
     world = np.einsum("sij,shwj->shwi", c2w[:, :3, :3], cam_points) + c2w[:, None, None, :3, 3]

@@ -40,6 +40,7 @@ def _claims_config(data: Mapping[str, Any]) -> bool:
 
 FAMILY = ModelFamily(
     name="dust3r",
+    title="DUSt3R",
     config_type=DUSt3RConfig,
     network_type=DUSt3R,
     claims_config=_claims_config,

@@ -46,7 +46,7 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     if "world_points" in out:
         points, points_conf = out["world_points"][0], out["world_points_conf"][0]
     else:
-        points = unproject_depth(depth, extrinsics, intrinsics, pixel_centre=0.5)
+        points = unproject_depth(depth, extrinsics, intrinsics)
         points_conf = out["depth_conf"][0]
     return {
         "extrinsics_w2c": host(to_homogeneous(extrinsics)),
@@ -81,6 +81,7 @@ def _ignorable_keys(model: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
 
 FAMILY = ModelFamily(
     name="vggt",
+    title="VGGT",
     config_type=VGGTConfig,
     network_type=VGGT,
     claims_config=lambda data: data.get("architecture") == "vggt",

@@ -1,15 +1,21 @@
-"""Per-pixel keep masks for choosing which pixels become Gaussians or points.
+"""Per-pixel keep masks: which pixels of a prediction the exports use.
 
-Every filter returns a numpy bool mask, True where the pixel is kept, of shape
-``[S,H,W]`` (or ``[S,1,1]`` for `frame_selection`, which broadcasts); masks combine
-with ``&``. Images are ``[S,3,H,W]`` floats in [0,1] as in `recon3d.types.Prediction`.
+The same masks choose the pixels of the point cloud, the GLB, the Gaussians, the mesh and
+the COLMAP points (`recon3d.exports.keep_mask` combines them). Every filter returns a numpy
+bool mask, True where the pixel is kept, of shape ``[S,H,W]`` (or ``[S,1,1]`` for
+`frame_selection`, which broadcasts); masks combine with ``&``. Images are ``[S,3,H,W]``
+floats in [0,1] as in `recon3d.types.Prediction`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
+
+from recon3d.geometry.cameras import camera_centres
+from recon3d.geometry.pixels import estimate_normals
 
 __all__ = [
     "confidence_percentile",
@@ -192,7 +198,7 @@ def best_view(
     Sampling coarseness is the surface distance between neighbouring pixels along the
     tilt, ``z / (f * cos)``: camera z-depth over the geometric-mean focal length
     ``sqrt(fx * fy)``, over the cosine between the surface normal and the viewing ray
-    (normals from `recon3d.gaussians.from_prediction.estimate_normals` of view i's point
+    (normals from `recon3d.geometry.pixels.estimate_normals` of view i's point
     map; the cosine is clamped to at least ``min_cosine``). View j wins when it is finer
     by more than ``tie_tol`` (relative); within ``tie_tol`` the lower view index wins, so
     that two views never drop each other's pixels where they sample alike.
@@ -220,10 +226,6 @@ def best_view(
     Returns:
         ``[S,H,W]`` bool keep mask, a subset of ``keep``.
     """
-    import torch
-
-    from recon3d.gaussians.from_prediction import estimate_normals
-
     if rel_depth_tol <= 0 or tie_tol < 0 or not 0 < min_cosine <= 1:
         raise ValueError("need rel_depth_tol > 0, tie_tol >= 0 and min_cosine in (0, 1]")
     points = np.asarray(points, dtype=np.float64)
@@ -236,7 +238,7 @@ def best_view(
     usable &= np.isfinite(w2c).all(axis=(1, 2))[:, None, None] & np.isfinite(K).all(axis=(1, 2))[:, None, None]
     if keep is not None:
         usable &= np.broadcast_to(np.asarray(keep, dtype=bool), usable.shape)
-    centres = -np.einsum("sji,sj->si", w2c[:, :3, :3], w2c[:, :3, 3])
+    centres = camera_centres(w2c)
     normals = estimate_normals(torch.as_tensor(np.where(usable[..., None], points, np.nan)), torch.as_tensor(centres))
 
     # Float32 tensors: a 1 % depth tolerance and 5 % ties need no more, and torch runs

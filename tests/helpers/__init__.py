@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (pytest puts tests/ on the import path): one place for each."""
