@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_INPUT ?= assets/scenes/object_8/images
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-test demo test test-slow bench ui clean
+.PHONY: setup setup-test demo test test-fast test-slow bench ui clean
 
 setup: $(VENV)/.setup-done
 setup-test: $(VENV)/.test-setup-done
@@ -37,8 +37,13 @@ $(VENV)/.test-setup-done: $(VENV)/.setup-done
 demo: setup
 	$(VENV)/bin/recon3d reconstruct $(DEMO_INPUT) -o $(DEMO_OUT) --export npz,glb,ply,mesh
 
+# Everything but the CUDA tests (which skip without a GPU anyway): what CI runs.
 test: setup-test
 	$(PY) -m pytest -q
+
+# The developer loop: skips the tests marked slow (subprocesses, browser, Ray, packaging).
+test-fast: setup-test
+	$(PY) -m pytest -q -m "not slow and not gpu"
 
 test-slow: setup-test
 	$(PY) -m pytest -q -m slow

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import run_cli
 from PIL import Image
 from plyfile import PlyData
 
-from helpers.cli import run_cli
 from recon3d.batch import run_batch
 from recon3d.exports import ExportOptions
 from recon3d.settings import ReconstructionSettings
+
+pytestmark = pytest.mark.slow  # subprocesses, worker pools, Ray, a SIGKILL
 
 MODEL = "vggt-untrained-small"
 

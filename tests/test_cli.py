@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import assert_one_line_user_error, run_cli
 from PIL import Image
 
-from helpers.cli import assert_one_line_user_error, run_cli
 from recon3d.types import Prediction
+
+pytestmark = pytest.mark.slow  # every test runs the command line in a subprocess
 
 
 def _write_photo(path: Path, size=(160, 120), seed=0) -> None:

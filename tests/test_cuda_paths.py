@@ -321,6 +321,7 @@ def _gpu_check_module():
     return module
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_prints_the_plan_within_eight_minutes() -> None:
     done = subprocess.run([sys.executable, str(GPU_CHECK), "--dry-run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -331,6 +332,7 @@ def test_gpu_check_dry_run_prints_the_plan_within_eight_minutes() -> None:
     assert "imports: ok" in done.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_parts_report_even_on_a_cpu(tmp_path) -> None:
     module = _gpu_check_module()
     result = tmp_path / "env.json"

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from helpers.pairwise import pairwise_from_scene
 from helpers.cli import run_cli
+from helpers.pairwise import pairwise_from_scene
+from PIL import Image
 
 from recon3d.eval.metrics import rotation_angle_deg
 from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig
@@ -56,6 +56,7 @@ def test_pipeline_turns_pairwise_point_maps_into_the_scene_cameras(monkeypatch):
     assert np.all(pred.depth_conf >= 1) and np.array_equal(pred.to_original, np.tile(np.eye(3), (5, 1, 1)))
 
 
+@pytest.mark.slow
 def test_cli_reconstructs_with_an_untrained_dust3r(tmp_path):
     images = [str(p) for p in sorted(SAMPLES.glob("*.png"))[:3]]
     out = tmp_path / "out"
@@ -71,6 +72,7 @@ def test_cli_reconstructs_with_an_untrained_dust3r(tmp_path):
     assert pred.valid_cameras().all() and (out / "scene.glb").is_file()
 
 
+@pytest.mark.slow
 def test_cli_single_image_and_bad_scene_graph(tmp_path):
     image = str(sorted(SAMPLES.glob("*.png"))[0])
     result = run_cli("predict", image, "-o", str(tmp_path / "one.npz"), "--model", "dust3r-untrained-tiny")

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers.pairwise import pairwise_from_scene
 
 from recon3d.errors import InputError
 from recon3d.eval.metrics import rotation_angle_deg
@@ -20,7 +21,6 @@ from recon3d.geometry.align import umeyama
 from recon3d.pairwise.align import GlobalAlignment, global_align
 from recon3d.pairwise.graph import make_pairs
 from recon3d.synth import make_scene
-from helpers.pairwise import pairwise_from_scene
 
 SIZE_WH = (64, 48)
 NOISE = 0.02  # per-coordinate sigma, as a fraction of the median depth

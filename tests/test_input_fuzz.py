@@ -64,6 +64,7 @@ def test_damaged_files_load_or_fail_with_one_line(tmp_path: Path) -> None:
     assert outcomes["loaded"] > 0 and outcomes["refused"] > 0  # the mutations exercised both outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_the_command_line_survives_damaged_inputs(seed: int, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rng = np.random.default_rng(seed)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it into fresh environments
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "assets" / "scenes" / "object_8" / "images"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.gaussians import random_gaussians
 from plyfile import PlyData, PlyElement
 
 from recon3d.errors import InputError
@@ -20,18 +21,6 @@ from recon3d.types import SH_C0, Gaussians
 # The INRIA 3DGS vertex layout, spelled out independently of recon3d.io.ply.
 INRIA_HEAD = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
 INRIA_TAIL = ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-
-
-def random_gaussians(n: int, degree: int, seed: int = 0) -> Gaussians:
-    gen = torch.Generator().manual_seed(seed)
-    quats = torch.randn(n, 4, generator=gen)
-    return Gaussians(
-        means=torch.randn(n, 3, generator=gen) * 3,
-        quats=quats / quats.norm(dim=-1, keepdim=True),
-        scales=torch.rand(n, 3, generator=gen) * 0.5 + 0.01,
-        opacities=torch.rand(n, generator=gen) * 0.98 + 0.01,
-        sh=torch.randn(n, (degree + 1) ** 2, 3, generator=gen) * 0.5,
-    )
 
 
 def assert_quats_equal_up_to_sign(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:

@@ -32,6 +32,7 @@ def collapsed_object():
     return scene, start, refine_prediction(start, _images(scene))
 
 
+@pytest.mark.slow
 def test_collapsed_start_is_rescued(collapsed_object):
     scene, start, refined = collapsed_object
     assert camera_metrics(start.extrinsics_w2c, scene.extrinsics_w2c)["auc@30"] == 0.0
@@ -49,6 +50,7 @@ def test_collapsed_start_is_rescued(collapsed_object):
     assert np.allclose(refined.points, refined.points_from_depth(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_perturbed_start_is_refined_to_a_fraction_of_a_degree():
     scene = make_scene("trajectory", 1, 8, (512, 384))
     start = perturb_prediction(scene_prediction(scene), seed=1)
@@ -72,6 +74,7 @@ def test_textureless_images_keep_the_network_cameras():
     np.testing.assert_array_equal(refined.depth, start.depth)
 
 
+@pytest.mark.slow
 def test_photos_of_different_places_never_get_silently_worse(shared_dir):
     from recon3d.pipeline import reconstruct
 
@@ -89,6 +92,7 @@ def test_photos_of_different_places_never_get_silently_worse(shared_dir):
     assert all("matches" in reason for reason, left in zip(report.view_reason, kept) if left)
 
 
+@pytest.mark.slow
 def test_colmap_export_carries_the_tracks(collapsed_object, tmp_path):
     pycolmap = pytest.importorskip("pycolmap")
     scene, _, refined = collapsed_object
@@ -109,6 +113,7 @@ def test_colmap_export_carries_the_tracks(collapsed_object, tmp_path):
     assert np.abs(xy - np.floor(xy) - 0.5).max() > 0.1
 
 
+@pytest.mark.slow
 def test_cli_refine_option(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "recon3d", "reconstruct", str(REPO / "assets" / "scenes" / "object_8" / "images"),

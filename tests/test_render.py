@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import scipy.special
 import torch
+from helpers.gaussians import make_cameras, make_scenes, to_gaussians
 from scipy.spatial.transform import Rotation
 
 from recon3d.render import fast_cpu, render
 from recon3d.render.gsplat_backend import GsplatUnavailable
 from recon3d.render.projection import eval_sh, view_colors
 from recon3d.types import Gaussians
-from random_gaussians import make_cameras, make_scenes, to_gaussians
 
 WIDTH, HEIGHT = 61, 45  # not multiples of the 16-pixel tile
 NEAR = 0.01

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.gaussians import make_cameras, make_scenes, to_gaussians
 
-from random_gaussians import make_cameras, make_scenes, to_gaussians
 from recon3d.render import render
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

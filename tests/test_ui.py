@@ -18,6 +18,8 @@ gr = pytest.importorskip("gradio")
 
 from recon3d.zoo import embedded_default, load_model  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a live server, a browser, gradio_client round trips
+
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "assets" / "scenes" / "object_8" / "images"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -156,7 +158,7 @@ def test_gradio_client_flow(app_server, tmp_path):
     files = [handle_file(p) for p in sample_images(3)]
     result = client.predict(files, 1.0, 60, "auto", "auto", "complete", 300, "auto", 50, True, ["edges"], "points",
                             api_name="/reconstruct")
-    viewer, downloads, status = result[0], result[1], result[2]
+    viewer, status = result[0], result[2]
     assert "export 1" in status and calls["network"] == before + 1
     scene = trimesh.load(viewer)
     assert len([n for n in scene.graph.nodes_geometry if n.startswith("camera_")]) == 3
@@ -214,7 +216,6 @@ def test_api_upload_named_outside_the_upload_folder_stays_in_the_session(app_ser
     import httpx
     from gradio.utils import get_upload_folder
     from gradio_client import Client, handle_file
-
     from recon3d_ui.session import session_root
 
     url, _ = app_server

@@ -20,11 +20,12 @@ from PIL import Image, ImageFile
 
 pytest.importorskip("gradio")
 
-from recon3d.errors import InputError  # noqa: E402
-from recon3d.io.inputs import InputOptions  # noqa: E402
 from recon3d_ui import uploads  # noqa: E402
 from recon3d_ui.session import Session, new_session_folder, remove_stale_sessions, session_root  # noqa: E402
 from recon3d_ui.uploads import Upload, UploadLimits, load_staged, stage_uploads  # noqa: E402
+
+from recon3d.errors import InputError  # noqa: E402
+from recon3d.io.inputs import InputOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "assets" / "scenes" / "object_8" / "images"

@@ -1,4 +1,4 @@
-"""Random Gaussian scenes and cameras shared by the renderer tests (CPU and GPU)."""
+"""Random Gaussians, and random Gaussian scenes and cameras for the renderer tests (CPU and GPU)."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,3 +70,18 @@ def make_cameras(K: np.ndarray = SMALL_K) -> tuple[np.ndarray, np.ndarray]:
 def to_gaussians(scene: dict, dtype=torch.float32, device=None) -> Gaussians:
     return Gaussians(*(torch.tensor(scene[k], dtype=dtype, device=device)
                        for k in ("means", "quats", "scales", "opacities", "sh")))
+
+
+def random_gaussians(n: int, degree: int = 1, seed: int = 0) -> Gaussians:
+    """``n`` seeded Gaussians of SH ``degree``: means within a few units of the origin, unit
+    quaternions, scales 0.01-0.51, opacities 0.01-0.99 (strictly inside (0, 1), so their
+    logits are finite)."""
+    gen = torch.Generator().manual_seed(seed)
+    quats = torch.randn(n, 4, generator=gen)
+    return Gaussians(
+        means=torch.randn(n, 3, generator=gen) * 3,
+        quats=quats / quats.norm(dim=-1, keepdim=True),
+        scales=torch.rand(n, 3, generator=gen) * 0.5 + 0.01,
+        opacities=torch.rand(n, generator=gen) * 0.98 + 0.01,
+        sh=torch.randn(n, (degree + 1) ** 2, 3, generator=gen) * 0.5,
+    )
