@@ -43,11 +43,11 @@ class ExportOptions:
 
     Attributes:
         conf_percentile: drop this percentage of the least confident pixels (0-100).
-        mask_sky: drop sky (offline heuristic, see `recon3d.masks.sky_mask`).
-        mask_black, mask_white: drop black / white background pixels.
-        mask_edges: drop pixels on depth discontinuities (floaters).
-        mask_overlap: keep each surface point only in the view that samples it most
-            finely (`recon3d.masks.best_view`): fewer, sharper Gaussians.
+        filters: pixel filters from ``FILTERS``: ``sky`` (offline heuristic, see
+            `recon3d.masks.sky_mask`), ``black`` / ``white`` (background pixels), ``edges``
+            (depth discontinuities, which make floaters), ``overlap`` (each surface point
+            only from the view that samples it most finely, `recon3d.masks.best_view`:
+            fewer, sharper Gaussians).
         views: indices of the views whose pixels are used (None: all).
         point_source: ``"depth"`` or ``"points"`` (point-map head).
         max_points: cap on the points of points.ply and the GLB point cloud (seeded).
@@ -62,11 +62,7 @@ class ExportOptions:
     """
 
     conf_percentile: float = 50.0
-    mask_sky: bool = False
-    mask_black: bool = False
-    mask_white: bool = False
-    mask_edges: bool = True
-    mask_overlap: bool = False
+    filters: frozenset[str] = frozenset({"edges"})
     views: list[int] | None = None
     point_source: str = "depth"
     max_points: int = 1_000_000
@@ -104,17 +100,20 @@ def keep_mask(pred: Prediction, options: ExportOptions, geometry: PixelGeometry 
                     ", ".join(str(i) for i in np.nonzero(~cameras_ok)[0]))
     finite_conf = np.where(np.isfinite(conf), conf, 0.0)
     keep &= masks.confidence_percentile(finite_conf, options.conf_percentile)
-    if options.mask_sky:
+    unknown = set(options.filters) - set(FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filter(s) {', '.join(sorted(unknown))}; choose from {', '.join(FILTERS)}")
+    if "sky" in options.filters:
         keep &= masks.sky_mask(pred.images)
-    if options.mask_black:
+    if "black" in options.filters:
         keep &= masks.black_background(pred.images)
-    if options.mask_white:
+    if "white" in options.filters:
         keep &= masks.white_background(pred.images)
-    if options.mask_edges:
+    if "edges" in options.filters:
         keep &= masks.depth_edges(np.where(np.isfinite(depth), depth, 0.0))
     if options.views is not None:
         keep &= masks.frame_selection(pred.num_views, options.views)
-    if options.mask_overlap:
+    if "overlap" in options.filters:
         # Last: a pixel dropped by another filter must not win over the views that keep it.
         keep &= masks.best_view(points, depth, pred.extrinsics_w2c, pred.intrinsics, keep)
     return keep

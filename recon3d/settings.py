@@ -111,10 +111,6 @@ def _user_error(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return checked
 
 
-def _set_filters(s: ReconstructionSettings, names: list[str]) -> None:
-    s.export = dataclasses.replace(s.export, **{f"mask_{name}": name in names for name in FILTERS})
-
-
 def _set_points_from(s: ReconstructionSettings, source: str) -> None:
     s.export = dataclasses.replace(s.export, point_source=source,
                                    mesh=dataclasses.replace(s.export.mesh, point_source=source))
@@ -209,7 +205,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("conf", "export", float, typer.Option(50.0, "--conf-percentile", min=0.0, max=100.0, help="Drop this percentage of the least confident pixels."),
            _same, _field("export.conf_percentile")),
     Option("filters", "export", str, typer.Option("edges", "--filter", help="Comma-separated pixel filters: sky, black, white (backgrounds), edges (depth discontinuities, which make floaters), overlap (each surface point only from the view that sees it most finely: fewer, sharper Gaussians); 'none' for no filter."),
-           lambda v: _names(v, FILTERS), _set_filters),
+           lambda v: frozenset(_names(v, FILTERS)), _field("export.filters")),
     Option("points_from", "export", str, typer.Option("depth", "--points-from", help="3D points from the depth maps ('depth') or the point-map head ('points')."),
            lambda v: _choice(v, ("depth", "points")), _set_points_from),
     Option("mesh", "export", str, typer.Option("tsdf", "--mesh", help="Mesher: tsdf (fused), poisson (hole-filling) or grid (fast per-view sheets)."),

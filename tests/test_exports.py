@@ -199,9 +199,9 @@ def test_overlap_filter_drops_duplicate_views_but_keeps_the_surface_covered(scen
     from recon3d.render import render
 
     pred = gt_prediction(scene)
-    base = ExportOptions(conf_percentile=0.0, mask_edges=False)
+    base = ExportOptions(conf_percentile=0.0, filters=frozenset())
     every = keep_mask(pred, base) & scene.masks
-    fewer = keep_mask(pred, ExportOptions(conf_percentile=0.0, mask_edges=False, mask_overlap=True)) & scene.masks
+    fewer = keep_mask(pred, ExportOptions(conf_percentile=0.0, filters=frozenset({"overlap"}))) & scene.masks
     assert not (fewer & ~every).any()
     assert 0.2 < fewer.sum() / every.sum() < 0.9
     # The surface is still there in every view: the remaining Gaussians cover its pixels.
@@ -210,3 +210,12 @@ def test_overlap_filter_drops_duplicate_views_but_keeps_the_surface_covered(scen
                     96, 72, backend="cpu").alphas[..., 0].numpy()
     for v in range(scene.num_views):
         assert (alphas[v][scene.masks[v]] > 0.5).mean() > 0.97
+
+
+def test_filters_are_a_set_of_known_names(scene):
+    pred = gt_prediction(scene)
+    plain = keep_mask(pred, ExportOptions(conf_percentile=0.0, filters=frozenset()))
+    edges = keep_mask(pred, ExportOptions(conf_percentile=0.0, filters=frozenset({"edges"})))
+    assert edges.sum() < plain.sum() and not (edges & ~plain).any()  # a filter only removes pixels
+    with pytest.raises(ValueError, match="unknown filter.*fog"):
+        keep_mask(pred, ExportOptions(filters=frozenset({"edges", "fog"})))

@@ -60,7 +60,7 @@ def test_command_line_values_become_the_settings_a_user_would_write_by_hand() ->
         inputs=InputOptions(video_fps=2.0, video_max_frames=40, select_frames="sharp", strict=True, max_views=30),
         token_merging=MergeConfig(ratio=0.5), pairwise=PairwiseOptions(scene_graph="swin-3", align_iters=50),
         refine=RefineOptions(method="none", max_features=5000), formats=["glb", "mesh"],
-        export=ExportOptions(conf_percentile=20.0, mask_sky=True, mask_edges=False, mask_overlap=True,
+        export=ExportOptions(conf_percentile=20.0, filters=frozenset({"sky", "overlap"}),
                              point_source="points", mesh=MeshOptions(method="poisson", point_source="points",
                                                                      target_faces=5000),
                              mesh_from_gaussians=True, glb_geometry="mesh", frustums=False, max_points=900,

@@ -120,8 +120,7 @@ def _options(conf: float, frames: list[str], names: list[str], show_cameras: boo
     if not views:
         raise gr.Error("Select at least one frame to show.")
     return ExportOptions(conf_percentile=float(conf), views=views, frustums=bool(show_cameras),
-                         mask_sky="sky" in filters, mask_black="black" in filters, mask_white="white" in filters,
-                         mask_edges="edges" in filters, mask_overlap="overlap" in filters, max_points=500_000)
+                         filters=frozenset(filters), max_points=500_000)
 
 
 def build_app(config: UIConfig | None = None) -> gr.Blocks:
