@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from plyfile import PlyData
 
-from recon3d.exports import EXPORT_FORMATS, ExportOptions, export_scene
+from recon3d.exports import EXPORT_FORMATS, ExportOptions, export_scene, keep_mask
 from recon3d.io.colmap import write_colmap
 from recon3d.io.glb import GL_FROM_CV, write_glb
 from recon3d.io.obj import write_obj
@@ -194,7 +194,6 @@ def test_a_failing_colmap_write_leaves_nothing_behind(scene, tmp_path, monkeypat
 def test_overlap_filter_drops_duplicate_views_but_keeps_the_surface_covered(scene):
     import torch
 
-    from recon3d.exports import keep_mask
     from recon3d.gaussians import gaussians_from_prediction
     from recon3d.render import render
 
