@@ -224,3 +224,11 @@ def test_max_views_keeps_an_even_spread_and_says_so(tmp_path: Path) -> None:
     assert [v.name for v in loaded.views] == ["v0.png", "v3.png", "v6.png", "v9.png"]  # rounded linspace(0, 9, 4)
     assert loaded.notes == ["kept 4 of 10 views, evenly spread (--max-views)"]
     assert len(collect_inputs(tmp_path, InputOptions(max_views=10)).views) == 10
+
+
+def test_a_folder_of_folders_points_at_them(tmp_path: Path) -> None:
+    (tmp_path / "scene" / "images").mkdir(parents=True)
+    _image(tmp_path / "scene" / "images" / "a.png")
+    (tmp_path / "scene" / "colmap_reference").mkdir()
+    with pytest.raises(InputError, match=r"it holds folders \(colmap_reference, images\): pass the one with the photos"):
+        collect_inputs(tmp_path / "scene")

@@ -227,10 +227,11 @@ class _Collector:
                 first = listing.refused[0]
                 unusable = (f"; skipped {len(listing.refused)} unusable file(s), "
                             f"first '{Path(first.path).name}': {first.reason}")
-            raise InputError(
-                f"no images found in '{folder}' (supported: {_supported_list()}){unusable}; "
-                "add images to the folder or pass image or video files"
-            )
+            subfolders = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+            hint = (f"it holds folders ({', '.join(subfolders[:5])}{', …' if len(subfolders) > 5 else ''}): pass "
+                    "the one with the photos, or use `recon3d batch` for a folder of scenes" if subfolders else
+                    "add images to the folder or pass image or video files")
+            raise InputError(f"no images found in '{folder}' (supported: {_supported_list()}){unusable}; {hint}")
         if listing.videos:
             note = f"'{folder}': using its images; its videos ({', '.join(v.name for v in listing.videos)}) are not used"
             logger.debug("%s", note)
