@@ -233,7 +233,8 @@ class _Collector:
                     "add images to the folder or pass image or video files")
             raise InputError(f"no images found in '{folder}' (supported: {_supported_list()}){unusable}; {hint}")
         if listing.videos:
-            note = f"'{folder}': using its images; its videos ({', '.join(v.name for v in listing.videos)}) are not used"
+            videos = ", ".join(v.name for v in listing.videos)
+            note = f"'{folder}': using its images; its videos ({videos}) are not used"
             logger.debug("%s", note)
             self.result.notes.append(note)
         views, failures = [], []
