@@ -100,6 +100,14 @@ def _preprocess_mode(value: str) -> str:
     return _choice(value, ("auto", *MODES))
 
 
+def _stride(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"use auto or a positive whole number, not '{value}'")
+    return int(value)
+
+
 def _user_error(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``parse`` with recon3d's own input errors turned into ValueError, the one error type
     every option raises for a bad value."""
@@ -195,6 +203,8 @@ OPTIONS: tuple[Option, ...] = (
            _user_error(check_scene_graph), _field("pairwise.scene_graph")),
     Option("align_iters", "run", int, typer.Option(300, "--align-iters", min=0, help="DUSt3R models: global alignment iterations (two views use a closed form)."),
            _same, _field("pairwise.align_iters")),
+    Option("align_stride", "run", str, typer.Option("auto", "--align-stride", help="DUSt3R models: optimise the global alignment on every N-th pixel of each view, then solve the full-resolution depth in closed form (auto: about 6k pixels per view, N=6 at 512x384; 1: every pixel, slowest)."),
+           _stride, _field("pairwise.align_stride")),
     Option("refine", "run", str, typer.Option("auto", "--refine", help="Geometric refinement after the network: ba (SIFT tracks on the original photos, bundle adjustment of cameras and focal lengths, depth re-fitted to the tracks; the network's cameras are kept where it fails, and the COLMAP export gets the real tracks), none, or auto (ba for the embedded default model, whose own cameras are not usable yet; none for the others)."),
            _user_error(lambda v: RefineOptions(method=v.strip().lower())), _field("refine")),
     Option("refine_features", "run", int, typer.Option(3072, "--refine-features", min=64, help="Refinement: SIFT keypoints kept per photo, largest first (more: better cameras on large or weakly textured photos, slower matching)."),

@@ -23,6 +23,9 @@ class PairwiseOptions:
             closed form instead).
         align_lr: its peak learning rate.
         schedule: "cosine" or "linear" decay of the learning rate.
+        align_stride: optimise the alignment on every N-th pixel, then solve full-resolution
+            depth in closed form (`recon3d.pairwise.align.global_align`); "auto" picks N
+            from the image size, 1 optimises every pixel.
         batch_size: pairs per network forward pass.
     """
 
@@ -31,6 +34,7 @@ class PairwiseOptions:
     align_lr: float = 0.01
     schedule: str = "cosine"
     batch_size: int = 8
+    align_stride: int | str = "auto"
 
 
 def predict_scene(
@@ -65,7 +69,7 @@ def predict_scene(
     # the alignment's hundreds of steps over them run on the network's device.
     aligned = global_align(
         pointmaps, niter=options.align_iters, lr=options.align_lr, schedule=options.schedule,
-        device=next(model.parameters()).device,
+        device=next(model.parameters()).device, stride=options.align_stride,
         on_progress=None if on_progress is None else (lambda step, total, loss: on_progress(step, total)),
     )
     arrays = {
