@@ -111,9 +111,10 @@ def main() -> None:
             grid = accuracy((width, height), "auto", args.iters)
             full = (accuracy((width, height), 1, args.iters) if width * height <= args.every_pixel_accuracy_up_to
                     else (float("nan"),) * 3)
-            row += [f"{full[0]:.3f} / {grid[0]:.3f}", f"{full[1]:.2f} / {grid[1]:.2f}", f"{full[2]:.4f} / {grid[2]:.4f}"]
+            row += [f"{a:.{digits}f} / {b:.{digits}f}" for a, b, digits in zip(full, grid, (3, 2, 4))]
         table.add_row(*row)
-        Console().print(table)
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    Console().print(table)
 
 
 if __name__ == "__main__":
