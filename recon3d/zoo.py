@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from recon3d.errors import WeightsError
+from recon3d.networks.anysplat import AnySplat, AnySplatConfig
 from recon3d.networks.dust3r import DUSt3R, DUSt3RConfig
 from recon3d.networks.families import build_network, family_for_json, family_for_weights, family_of
 from recon3d.networks.vggt import VGGT, VGGTConfig
@@ -43,8 +44,8 @@ def _models_dir() -> Path:
 MODELS_DIR = _models_dir()
 WEIGHT_FILES = ("model.safetensors", "model.pt")
 DUST3R_LICENCE = "CC BY-NC-SA 4.0"
-Config = VGGTConfig | DUSt3RConfig
-Network = VGGT | DUSt3R
+Config = VGGTConfig | DUSt3RConfig | AnySplatConfig
+Network = VGGT | DUSt3R | AnySplat
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,10 @@ REGISTRY: dict[str, ZooEntry] = {
             "Apache-2.0", config=_untrained_small_config(), random_init_seed=0,
         ),
         *_dust3r_entries(),
+        ZooEntry(
+            "anysplat", "Official AnySplat (Jiang et al., 2025): VGGT cameras and depth plus learned 3D Gaussians "
+            "fused per voxel", "MIT", config=AnySplatConfig(), hf_repo="lhjiang/anysplat",
+        ),
         ZooEntry(
             "dust3r-untrained-tiny",
             "Tiny DUSt3R with random weights: exercises pairs + global alignment, predicts nothing useful",

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from recon3d.exports import ExportOptions
 from recon3d.io.inputs import InputOptions
 from recon3d.mesh import MeshOptions
-from recon3d.networks.families import FAMILIES, family_for_json, family_for_weights, family_of
+from recon3d.networks.families import families, family_for_json, family_for_weights, family_of
 from recon3d.networks.token_merging import MergeConfig
 from recon3d.pairwise.reconstruct import PairwiseOptions
 from recon3d.refine import RefineOptions
@@ -121,7 +121,7 @@ def test_every_zoo_model_has_a_family_that_builds_it() -> None:
 
 
 def test_configs_and_checkpoints_are_recognised_by_their_family() -> None:
-    by_name = {f.name: f for f in FAMILIES}
+    by_name = {f.name: f for f in families()}
     assert family_for_json({"architecture": "dust3r"}) is by_name["dust3r"]
     assert family_for_json({"enc_embed_dim": 1024}) is by_name["dust3r"]
     assert family_for_json({"img_size": 518, "patch_size": 14}) is by_name["vggt"]  # the official VGGT config

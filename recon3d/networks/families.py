@@ -5,10 +5,11 @@ its ``config.json`` and its checkpoints, the preprocessing it was trained with, 
 describe itself, and ``predict`` (views in, the arrays of a ``Prediction`` out). The zoo,
 the pipeline and the CLI ask the family of a config or a network; none of them branches
 on network classes. Adding a family: write ``recon3d/networks/<name>/family.py`` with a
-``FAMILY`` and list it in ``FAMILIES`` below (see docs/ARCHITECTURE.md).
+``FAMILY`` and list it in ``families()`` below (see docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,21 +62,20 @@ class ModelFamily:
                       dict[str, np.ndarray]]
 
 
-def _families() -> tuple[ModelFamily, ...]:
+@functools.cache
+def families() -> tuple[ModelFamily, ...]:
+    """Every family, VGGT last: it is the fallback for configs and checkpoints nobody else
+    claims. Built on first use, so a family module can import this module at its top."""
+    from recon3d.networks.anysplat.family import FAMILY as ANYSPLAT
     from recon3d.networks.dust3r.family import FAMILY as DUST3R
     from recon3d.networks.vggt.family import FAMILY as VGGT
 
-    # VGGT last: it is the fallback for configs and checkpoints nobody else claims.
-    return (DUST3R, VGGT)
-
-
-FAMILIES: tuple[ModelFamily, ...] = _families()
-FALLBACK = FAMILIES[-1]
+    return (DUST3R, ANYSPLAT, VGGT)
 
 
 def family_of(config_or_network: Any) -> ModelFamily:
     """The family of a config or network object (by its exact class)."""
-    for family in FAMILIES:
+    for family in families():
         if type(config_or_network) in (family.config_type, family.network_type):
             return family
     raise TypeError(f"{type(config_or_network).__name__} belongs to no model family")
@@ -83,12 +83,12 @@ def family_of(config_or_network: Any) -> ModelFamily:
 
 def family_for_json(data: Mapping[str, Any]) -> ModelFamily:
     """The family a parsed ``config.json`` describes (official VGGT configs name none)."""
-    return next((f for f in FAMILIES if f.claims_config(data)), FALLBACK)
+    return next((f for f in families() if f.claims_config(data)), families()[-1])
 
 
 def family_for_weights(state_dict: Mapping[str, torch.Tensor]) -> ModelFamily:
     """The family of a checkpoint that came without a ``config.json``."""
-    return next((f for f in FAMILIES if f.claims_weights(state_dict)), FALLBACK)
+    return next((f for f in families() if f.claims_weights(state_dict)), families()[-1])
 
 
 def build_network(config: Any) -> torch.nn.Module:
