@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from recon3d import masks
+from recon3d.errors import InputError
 from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.mesh import MeshOptions
 from recon3d.types import Mesh, Prediction
@@ -59,6 +60,10 @@ class ExportOptions:
         colmap_camera: ``"PINHOLE"`` or ``"SIMPLE_PINHOLE"``.
         colmap_points: cap on COLMAP points3D.
         seed: subsampling seed.
+        gaussians: the Gaussians of the Gaussian exports (and of ``mesh_from_gaussians``):
+            ``learned`` (the model's Gaussian head, `Prediction.gaussians`), ``geometric``
+            (pixel-aligned, built from depth, confidence and colour), or ``auto`` (learned
+            when the model has a Gaussian head).
     """
 
     conf_percentile: float = 50.0
@@ -73,6 +78,7 @@ class ExportOptions:
     colmap_camera: str = "PINHOLE"
     colmap_points: int = 100_000
     seed: int = 0
+    gaussians: str = "auto"
 
 
 @dataclass
@@ -132,6 +138,25 @@ def _points_and_colors(
     return geometry.points[at], pred.colors_u8()[at], geometry.normals[at]
 
 
+GAUSSIAN_SOURCES = ("auto", "learned", "geometric")
+
+
+def _chosen_gaussians(pred: Prediction, options: ExportOptions, keep: np.ndarray, geometry: PixelGeometry,
+                      stage: Callable[[str], None]):
+    """The model's learned Gaussians or pixel-aligned ones, as ``options.gaussians`` says."""
+    if options.gaussians not in GAUSSIAN_SOURCES:
+        raise ValueError(f"gaussians must be one of {', '.join(GAUSSIAN_SOURCES)}, not {options.gaussians!r}")
+    if options.gaussians == "learned" and pred.gaussians is None:
+        raise InputError(f"model {pred.model_name} has no Gaussian head; use --gaussians geometric (or auto)")
+    if options.gaussians != "geometric" and pred.gaussians is not None:
+        stage("taking the learned Gaussians")
+        return pred.gaussians
+    from recon3d.gaussians import gaussians_from_prediction
+
+    stage("building Gaussians")
+    return gaussians_from_prediction(pred, source=options.point_source, keep=keep, geometry=geometry)
+
+
 def export_scene(
     pred: Prediction,
     out_dir: str | Path,
@@ -182,10 +207,7 @@ def export_scene(
     mesh: Mesh | None = None
     gaussians = None
     if gaussians_wanted:
-        from recon3d.gaussians import gaussians_from_prediction
-
-        stage("building Gaussians")
-        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep, geometry=geometry)
+        gaussians = _chosen_gaussians(pred, options, keep, geometry, stage)
     if mesh_wanted:
         from recon3d.mesh import extract_mesh
 

@@ -89,7 +89,7 @@ def reconstruct(
     stage("preprocess")
     mode = family.default_preprocess(model.config) if settings.preprocess_mode == "auto" else settings.preprocess_mode
     batch = preprocess_images(pil_images, mode=mode, target_size=family.input_size(model.config),
-                              patch_size=model.config.patch_size)
+                              patch_size=family.patch_size(model.config))
     arrays = family.predict(model, batch.images, settings, stage, on_progress)
     info = getattr(model, "info", None)
     prediction = Prediction(
@@ -104,4 +104,7 @@ def reconstruct(
     if refine.method != "none":
         stage("refine")
         prediction = refine_prediction(prediction, pil_images, refine, on_progress=on_progress)
+        if prediction.gaussians is not None:
+            log.warning("the learned Gaussians were placed by the network's cameras, not the refined ones; "
+                        "use --gaussians geometric to build Gaussians from the refined depth and cameras")
     return prediction

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import typer
 
 from recon3d.errors import Recon3DError
-from recon3d.exports import EXPORT_FORMATS, FILTERS, ExportOptions
+from recon3d.exports import EXPORT_FORMATS, FILTERS, GAUSSIAN_SOURCES, ExportOptions
 from recon3d.io.frame_selection import SELECT_MODES
 from recon3d.io.images import MIN_IMAGE_SIDE
 from recon3d.io.inputs import InputOptions
@@ -230,6 +230,8 @@ OPTIONS: tuple[Option, ...] = (
            _same, _field("export.frustums")),
     Option("max_points", "export", int, typer.Option(1_000_000, "--max-points", min=1, help="At most this many points in points.ply and scene.glb."),
            _same, _field("export.max_points")),
+    Option("gaussians", "export", str, typer.Option("auto", "--gaussians", help="Gaussians of the gaussians/splat/ply_compressed exports: learned (the model's Gaussian head, e.g. AnySplat), geometric (pixel-aligned, from depth, confidence and colour) or auto (learned when the model has a Gaussian head)."),
+           lambda v: _choice(v, GAUSSIAN_SOURCES), _field("export.gaussians")),
     Option("colmap_camera", "export", str, typer.Option("PINHOLE", "--colmap-camera", help="COLMAP camera model: PINHOLE or SIMPLE_PINHOLE."),
            lambda v: _choice(v, _colmap_models()), _field("export.colmap_camera")),
     Option("colmap_points", "export", int, typer.Option(100_000, "--colmap-points", min=0, help="At most this many COLMAP points3D."),

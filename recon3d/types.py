@@ -38,6 +38,9 @@ class Prediction:
         names: one name per view (file name or video frame id).
         model_name: the network that produced the prediction.
         refinement: what geometric refinement (``recon3d.refine``) did, when it ran.
+        gaussians: the learned 3D Gaussians of models with a Gaussian head (AnySplat), in
+            the cameras' world frame; None otherwise. Not stored in ``.npz`` files (the
+            Gaussian exports write them).
     """
 
     images: np.ndarray
@@ -52,6 +55,7 @@ class Prediction:
     names: list[str] = field(default_factory=list)
     model_name: str = ""
     refinement: Refinement | None = None
+    gaussians: Gaussians | None = None
 
     @property
     def num_views(self) -> int:
@@ -115,7 +119,7 @@ class Prediction:
         """Write every field to a compressed ``.npz`` (atomically: temp file, then rename)."""
         from recon3d.io.atomic import atomic_path
 
-        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "refinement"}
+        arrays = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("refinement", "gaussians")}
         arrays["names"] = np.asarray(self.names, dtype=str)
         arrays["model_name"] = np.asarray(self.model_name, dtype=str)
         if self.refinement is not None:
@@ -133,7 +137,7 @@ class Prediction:
     @classmethod
     def load_npz(cls, path: str | Path) -> Prediction:
         with np.load(path, allow_pickle=False) as data:
-            kwargs = {f.name: data[f.name] for f in fields(cls) if f.name != "refinement"}
+            kwargs = {f.name: data[f.name] for f in fields(cls) if f.name not in ("refinement", "gaussians")}
             kwargs["refinement"] = Refinement.from_arrays(data)
         kwargs["names"] = [str(n) for n in kwargs["names"]]
         kwargs["model_name"] = str(kwargs["model_name"])

@@ -43,6 +43,11 @@ def _models_dir() -> Path:
 
 MODELS_DIR = _models_dir()
 WEIGHT_FILES = ("model.safetensors", "model.pt")
+LOCAL_WEIGHT_FILES = (*WEIGHT_FILES, "weights.safetensors")
+"""Weight file names looked for in a model folder (the parity folders' ``weights.safetensors`` too)."""
+CONFIG_FILES = ("model_config.json", "config.json")
+"""Config file names beside a weights file, first found wins (a parity folder's config.json is a
+record of how its data were made, its model_config.json the network)."""
 DUST3R_LICENCE = "CC BY-NC-SA 4.0"
 Config = VGGTConfig | DUSt3RConfig | AnySplatConfig
 Network = VGGT | DUSt3R | AnySplat
@@ -254,16 +259,16 @@ def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, sour
 
 
 def _load_dir(directory: Path, source: str) -> Network:
-    for name in WEIGHT_FILES:
+    for name in LOCAL_WEIGHT_FILES:
         if (directory / name).is_file():
             return _load_file(directory / name, source)
-    raise WeightsError(f"no {' or '.join(WEIGHT_FILES)} in '{directory}'")
+    raise WeightsError(f"no {' or '.join(LOCAL_WEIGHT_FILES)} in '{directory}'")
 
 
 def _load_file(path: Path, source: str | None = None) -> Network:
-    config_path = path.with_name("config.json")
+    config_path = next((path.with_name(n) for n in CONFIG_FILES if path.with_name(n).is_file()), None)
     state_dict = read_state_dict(path)
-    config = _config_from_json(config_path) if config_path.is_file() else _config_from_weights(state_dict, path)
+    config = _config_from_json(config_path) if config_path else _config_from_weights(state_dict, path)
     return build_model(config, state_dict, source or str(path))
 
 

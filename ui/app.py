@@ -77,7 +77,7 @@ class UIConfig:
 
     models: list[str] = field(default_factory=lambda: [
         "auto", "recon3d-tiny", "vggt-1b", "dust3r-512-dpt", "dust3r-224-linear", "vggt-untrained-small",
-        "dust3r-untrained-tiny",
+        "dust3r-untrained-tiny", "anysplat",
     ])
     max_images: int = 200
     max_megapixels: float = 40.0

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -39,11 +38,13 @@ class ModelFamily:
         config_from_weights: its config read off such a state dict (``path`` names the file).
         ignorable_keys: checkpoint keys that may be absent or extra without it mattering.
         input_size: the side the preprocessing resizes to, from a config.
+        patch_size: the pixels per token side (input sides are made multiples of it).
         default_preprocess: the preprocessing mode the family was trained with.
         describe: lines for ``recon3d models info``.
         predict: ``(network, images [S,3,H,W] in [0,1], settings, on_stage, on_progress)`` →
             float32 arrays extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]``, depth,
-            depth_conf ``[S,H,W]``, points ``[S,H,W,3]``, points_conf ``[S,H,W]``.
+            depth_conf ``[S,H,W]``, points ``[S,H,W,3]``, points_conf ``[S,H,W]``, and, for
+            families with a Gaussian head, ``gaussians`` (a `recon3d.types.Gaussians`).
     """
 
     name: str
@@ -56,10 +57,11 @@ class ModelFamily:
     config_from_weights: Callable[[Mapping[str, torch.Tensor], Path], Any]
     ignorable_keys: Callable[[torch.nn.Module, Mapping[str, torch.Tensor]], set[str]]
     input_size: Callable[[Any], int]
+    patch_size: Callable[[Any], int]
     default_preprocess: Callable[[Any], str]
     describe: Callable[[Any], list[str]]
     predict: Callable[[torch.nn.Module, torch.Tensor, ReconstructionSettings, StageFn, ProgressFn | None],
-                      dict[str, np.ndarray]]
+                      dict[str, Any]]
 
 
 @functools.cache

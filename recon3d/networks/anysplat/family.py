@@ -21,8 +21,9 @@ _INPUT_SIZE = 448
 
 
 def _claims_config(data: Mapping[str, Any]) -> bool:
-    # Ours name the architecture; the hub's (PyTorchModelHubMixin) hold the constructor's cfg dicts.
-    return data.get("architecture") == "anysplat" or "encoder_cfg" in data
+    # Ours name the architecture; the hub's (PyTorchModelHubMixin) hold the constructor's cfg dicts;
+    # the parity folders' model_config.json has a Gaussian head beside the aggregator.
+    return data.get("architecture") == "anysplat" or "encoder_cfg" in data or {"aggregator", "gs_head"} <= set(data)
 
 
 def _config_from_json(data: dict[str, Any]) -> AnySplatConfig:
@@ -39,18 +40,17 @@ def _config_from_json(data: dict[str, Any]) -> AnySplatConfig:
 
 
 @torch.inference_mode()
-def predict_tensors(model: AnySplat, images: torch.Tensor) -> dict[str, np.ndarray]:
+def predict_tensors(model: AnySplat, images: torch.Tensor) -> dict[str, Any]:
     """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; per-view fp32 arrays of a ``Prediction``.
 
     Keys: extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]`` (pixels, AnySplat's +1e-3 focal
     decoding), depth/depth_conf ``[S,H,W]``, points ``[S,H,W,3]`` (from depth, as the Gaussians'
-    means are) and points_conf (the depth confidence). The fused Gaussians are left on the
-    network as ``model.learned_gaussians`` (recon3d `Gaussians`, full SH degree).
+    means are), points_conf (the depth confidence) and ``gaussians``: the fused Gaussians as
+    recon3d `Gaussians` (SH up to degree 3).
     """
     device = next(model.parameters()).device
     out = model(images.to(device)[None])
     bottom = out["extrinsics"].new_tensor([0.0, 0.0, 0.0, 1.0]).expand(images.shape[0], 1, 4)
-    model.learned_gaussians = to_gaussians(out["gaussians"], out["voxels"][0].coords.shape[0])
 
     def host(t: torch.Tensor) -> np.ndarray:
         return t.detach().float().cpu().numpy()
@@ -62,11 +62,13 @@ def predict_tensors(model: AnySplat, images: torch.Tensor) -> dict[str, np.ndarr
         "depth_conf": host(out["depth_conf"][0]),
         "points": host(out["world_points"][0]),
         "points_conf": host(out["depth_conf"][0]),
+        # recon3d's PLY files and renderers stop at SH degree 3; AnySplat's degree-4 band is damped to <= 4e-4.
+        "gaussians": to_gaussians(out["gaussians"], out["voxels"][0].coords.shape[0], max_sh_degree=3),
     }
 
 
 def _predict(model: AnySplat, images: torch.Tensor, settings: ReconstructionSettings, on_stage: StageFn,
-             on_progress: ProgressFn | None) -> dict[str, np.ndarray]:
+             on_progress: ProgressFn | None) -> dict[str, Any]:
     on_stage("network")
     return predict_tensors(model, images)
 
@@ -99,6 +101,7 @@ FAMILY = ModelFamily(
     config_from_weights=_config_from_weights,
     ignorable_keys=_ignorable_keys,
     input_size=lambda config: _INPUT_SIZE,
+    patch_size=lambda config: config.vggt.patch_size,
     default_preprocess=lambda config: "square-crop",
     describe=_describe,
     predict=_predict,

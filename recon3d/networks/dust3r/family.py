@@ -49,6 +49,7 @@ FAMILY = ModelFamily(
     config_from_weights=_config_from_weights,
     ignorable_keys=lambda model, state_dict: set(model.alias_keys()),
     input_size=lambda config: max(config.img_size),
+    patch_size=lambda config: config.patch_size,
     default_preprocess=lambda config: "square-crop" if max(config.img_size) <= 224 else "long-crop",
     describe=_describe,
     predict=_predict,

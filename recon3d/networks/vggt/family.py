@@ -91,6 +91,7 @@ FAMILY = ModelFamily(
     config_from_weights=lambda state_dict, path: VGGTConfig(),
     ignorable_keys=_ignorable_keys,
     input_size=lambda config: config.img_size,
+    patch_size=lambda config: config.patch_size,
     default_preprocess=lambda config: "crop",
     describe=_describe,
     predict=_predict,
