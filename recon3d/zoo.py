@@ -255,6 +255,11 @@ def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, sour
             detail = str(err).splitlines()[-1].strip()
         raise WeightsError(f"weights from '{source}' do not fit the {family.title} configuration: {detail}") from None
     model.skipped_keys = skipped
+    if skipped:
+        # Which layout the file holds: e.g. VGGT-1B with its tracking head, AnySplat with its
+        # training-time distillation copies; both load, without the parts inference never runs.
+        parts = sorted({".".join(k.split(".")[: 2 if k.startswith("encoder.") else 1]) for k in skipped})
+        log.info("%s: %d checkpoint tensors not used at inference, skipped (%s)", source, len(skipped), ", ".join(parts))
     return model
 
 

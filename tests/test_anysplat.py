@@ -128,3 +128,23 @@ def test_a_parity_folder_reconstructs_end_to_end_with_its_learned_gaussians(pari
     with pytest.raises(InputError, match="no Gaussian head"):
         reconstruct_scene(views, tmp_path / "vggt", ReconstructionSettings(
             model="vggt-untrained-small", formats=["gaussians"], export=ExportOptions(gaussians="learned")))
+
+
+def test_a_distillation_checkpoint_loads_and_says_what_it_skipped(parity, caplog):
+    import logging
+
+    from recon3d.zoo import build_model
+
+    weights = load_file(parity / "tiny_dino" / "weights.safetensors")
+    # The training layout: frozen teacher copies of the aggregator and heads beside the network.
+    with_copies = {**weights, **{k.replace("encoder.aggregator.", "encoder.distill_aggregator.", 1): v
+                                 for k, v in weights.items() if k.startswith("encoder.aggregator.")}}
+    config = AnySplatConfig.from_json(parity / "tiny_dino" / "model_config.json")
+    with caplog.at_level(logging.INFO, logger="recon3d.zoo"):
+        model = build_model(config, with_copies, "teacher.safetensors")
+    copies = len(with_copies) - len(weights)
+    assert len(model.skipped_keys) == copies
+    assert any(f"{copies} checkpoint tensors not used at inference" in r.getMessage()
+               and "encoder.distill_aggregator" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(model.state_dict()["encoder.aggregator.camera_token"],
+                               weights["encoder.aggregator.camera_token"])
