@@ -4,6 +4,7 @@ Parameter names equal the released ``lhjiang/anysplat`` checkpoint's (``encoder.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import torch
@@ -14,6 +15,7 @@ from recon3d.networks.anysplat.adapter import adapt_gaussians
 from recon3d.networks.anysplat.config import AnySplatConfig
 from recon3d.networks.anysplat.fusion import fuse_batch
 from recon3d.networks.anysplat.gs_head import GSHead
+from recon3d.networks.precision import full_fp32
 from recon3d.networks.vggt.aggregator import Aggregator
 from recon3d.networks.vggt.camera_head import CameraHead
 from recon3d.networks.vggt.dpt_head import DPTHead
@@ -105,6 +107,9 @@ class AnySplat(nn.Module):
         self.encoder = _Encoder(self.config)
         # Frames per DPT chunk: bounds the heads' activation memory on long sequences.
         self.frames_chunk_size: int | None = 8
+        # Autocast dtype of the aggregator (None: fp32), set by `recon3d.zoo.load_model` from
+        # the precision; the heads, the fusion and the adapter always run in full fp32.
+        self.backbone_dtype: torch.dtype | None = None
 
     def load_checkpoint(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
         """Load released or parity weights strictly, in fp32; return the skipped (distill teacher) keys.
@@ -136,16 +141,21 @@ class AnySplat(nn.Module):
         images = images.float()
         height, width = images.shape[-2:]
         # The reference feeds its bf16 aggregator a bf16 copy of the image; the rounding shows at 1e-3.
-        layers = enc.aggregator(images.to(torch.bfloat16).float(), keep_layers=config.layers_read_by_heads)
+        backbone = (torch.autocast(device_type=images.device.type, dtype=self.backbone_dtype)
+                    if self.backbone_dtype is not None else contextlib.nullcontext())
+        with backbone:
+            layers = enc.aggregator(images.to(torch.bfloat16).float(), keep_layers=config.layers_read_by_heads)
         start = enc.aggregator.patch_start_idx
-        pose_list = enc.camera_head(layers, config.vggt.depth - 1)
-        depth, depth_conf = enc.depth_head(layers, images, start, self.frames_chunk_size)
-        extrinsics, intrinsics = pose_encoding_to_extri_intri(pose_list[-1], (height, width), config.intrinsics_eps)
-        points = unproject_depth(depth, extrinsics, intrinsics)
-        params = enc.gaussian_param_head(layers, images, start, self.frames_chunk_size)
-        voxels, fused_points, fused_features = fuse_batch(points, params, config.voxel_size)
-        gaussians = adapt_gaussians(fused_points, fused_features, config.sh_degree, config.opacity_mapping,
-                                    config.global_step)
+        with full_fp32(images.device):
+            pose_list = enc.camera_head(layers, config.vggt.depth - 1)
+            depth, depth_conf = enc.depth_head(layers, images, start, self.frames_chunk_size)
+            extrinsics, intrinsics = pose_encoding_to_extri_intri(pose_list[-1], (height, width),
+                                                                  config.intrinsics_eps)
+            points = unproject_depth(depth, extrinsics, intrinsics)
+            params = enc.gaussian_param_head(layers, images, start, self.frames_chunk_size)
+            voxels, fused_points, fused_features = fuse_batch(points, params, config.voxel_size)
+            gaussians = adapt_gaussians(fused_points, fused_features, config.sh_degree, config.opacity_mapping,
+                                        config.global_step)
         return {
             "pose_enc": pose_list[-1],
             "pose_enc_list": pose_list,
