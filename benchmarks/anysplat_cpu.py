@@ -133,7 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
-    console = Console()
+    console = Console(width=220)
     header = f"{cpu_model()}, {args.threads} threads, torch {torch.__version__}"
     drift = Table(title=f"AnySplat tiny parity models, aggregator under bf16 autocast vs the fp32 goldens; {header}")
     for column in ("model", "pose_enc max |d|", "depth max |d| / range", "voxels", "opacities max |d|"):

@@ -99,7 +99,7 @@ def main() -> None:
     for name, (config, (height, width)) in configs.items():
         model = DUSt3R(config).init_weights(seed=0).eval()
         images = torch.rand(args.views, 3, height, width, generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference mode: the alignment differentiates through these tensors
             pointmaps = predict_pairs(model, images, make_pairs(args.views, "complete"))
         stride = resolve_stride("auto", height, width)
         full_s, how = timed_align(pointmaps, args.iters, 1, min(args.every_pixel_iters, args.iters))
@@ -114,7 +114,7 @@ def main() -> None:
             row += [f"{a:.{digits}f} / {b:.{digits}f}" for a, b, digits in zip(full, grid, (3, 2, 4))]
         table.add_row(*row)
         print(f"{name}: done", file=sys.stderr, flush=True)
-    Console().print(table)
+    Console(width=220).print(table)
 
 
 if __name__ == "__main__":
