@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers.cameras import intrinsics, ring
 
 from recon3d.cli import main as cli_main
 from recon3d.eval.image_metrics import psnr
 from recon3d.gaussians import gaussians_from_prediction
-from recon3d.geometry.cameras import look_at
 from recon3d.io.ply import write_gaussians_ply
 from recon3d.masks import best_view
 from recon3d.render import render
@@ -28,17 +28,6 @@ from recon3d.synth.world import SceneObject
 from recon3d.types import SH_C0, Gaussians
 
 # ---------------------------------------------------------------- helpers
-
-
-def _K(f: float, width: int, height: int) -> np.ndarray:
-    return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-
-
-def _ring(target: np.ndarray, radius: float, height: float, count: int, phase: float = 0.3) -> np.ndarray:
-    """``[count,4,4]`` level cameras on a horizontal circle (world z up) looking at ``target``."""
-    angles = phase + 2 * np.pi * np.arange(count) / count
-    eyes = target + np.stack([radius * np.cos(angles), radius * np.sin(angles), np.full(count, height)], axis=1)
-    return np.stack([look_at(eye, target) for eye in eyes])
 
 
 def _read_mp4(path: Path) -> list[np.ndarray]:
@@ -219,8 +208,8 @@ def _tiny_scene(tmp_path: Path) -> tuple[Path, Path]:
         sh=torch.as_tensor((rgb - 0.5) / SH_C0, dtype=torch.float32)[:, None, :],
     )
     write_gaussians_ply(tmp_path / "tiny.ply", gaussians)
-    cameras = [{"extrinsics_w2c": w.tolist(), "K": _K(40.0, 64, 48).tolist(), "width": 64, "height": 48}
-               for w in _ring(np.zeros(3), 4.0, 1.0, 3)]
+    cameras = [{"extrinsics_w2c": w.tolist(), "K": intrinsics(40.0, 64, 48).tolist(), "width": 64, "height": 48}
+               for w in ring(np.zeros(3), 4.0, 1.0, 3)]
     (tmp_path / "cameras.json").write_text(json.dumps(cameras))
     return tmp_path / "tiny.ply", tmp_path / "cameras.json"
 

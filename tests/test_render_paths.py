@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.cameras import intrinsics, ring
 from scipy.spatial.transform import Rotation
 
 from recon3d.geometry.cameras import camera_centres, look_at
@@ -21,17 +22,6 @@ from recon3d.synth.truth import scene_prediction as gt_prediction
 # ---------------------------------------------------------------- helpers
 
 
-def _K(f: float, width: int, height: int) -> np.ndarray:
-    return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-
-
-def _ring(target: np.ndarray, radius: float, height: float, count: int, phase: float = 0.3) -> np.ndarray:
-    """``[count,4,4]`` level cameras on a horizontal circle (world z up) looking at ``target``."""
-    angles = phase + 2 * np.pi * np.arange(count) / count
-    eyes = target + np.stack([radius * np.cos(angles), radius * np.sin(angles), np.full(count, height)], axis=1)
-    return np.stack([look_at(eye, target) for eye in eyes])
-
-
 def _assert_rotations(w2c: np.ndarray) -> None:
     rot = w2c[:, :3, :3]
     np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rot.shape), atol=1e-12)
@@ -41,7 +31,7 @@ def _assert_rotations(w2c: np.ndarray) -> None:
 
 def test_focus_of_a_ring_is_its_target():
     target = np.array([1.0, 2.0, 0.5])
-    np.testing.assert_allclose(focus_point(_ring(target, 4.0, 1.5, 5)), target, atol=1e-9)
+    np.testing.assert_allclose(focus_point(ring(target, 4.0, 1.5, 5)), target, atol=1e-9)
 
 
 def test_focus_of_parallel_cameras_is_the_median_look_point():
@@ -56,8 +46,8 @@ def test_focus_of_parallel_cameras_is_the_median_look_point():
 @pytest.mark.parametrize("radius_scale", [1.0, 1.3])
 def test_orbit_circles_the_focus_and_looks_at_it(radius_scale):
     target = np.array([1.0, 2.0, 0.5])
-    w2c_in = _ring(target, 4.0, 1.5, 5)
-    K_in = np.repeat(_K(80.0, 64, 48)[None], 5, axis=0)
+    w2c_in = ring(target, 4.0, 1.5, 5)
+    K_in = np.repeat(intrinsics(80.0, 64, 48)[None], 5, axis=0)
     w2c, K = orbit_path(w2c_in, K_in, 12, radius_scale=radius_scale)
 
     assert w2c.shape == (12, 4, 4) and K.shape == (12, 3, 3)
@@ -89,7 +79,7 @@ def test_orbit_circles_the_focus_and_looks_at_it(radius_scale):
 
 def test_orbit_elevation_override():
     target = np.zeros(3)
-    w2c, _ = orbit_path(_ring(target, 3.0, 0.5, 4), np.repeat(_K(50.0, 32, 32)[None], 4, 0), 6, elevation_deg=30.0)
+    w2c, _ = orbit_path(ring(target, 3.0, 0.5, 4), np.repeat(intrinsics(50.0, 32, 32)[None], 4, 0), 6, elevation_deg=30.0)
     centres = camera_centres(w2c)
     distance = np.hypot(3.0, 0.5)
     np.testing.assert_allclose(centres[:, 2], distance * 0.5, atol=1e-9)
@@ -106,7 +96,7 @@ def test_keyframe_indices():
 @pytest.mark.parametrize("num_frames", [10, 8, 23])
 def test_interpolate_passes_through_the_inputs(num_frames):
     scene_w2c = make_scene("trajectory", 3, 4, (32, 24)).extrinsics_w2c
-    K_in = np.stack([_K(40.0 + 5 * i, 32, 24) for i in range(4)])
+    K_in = np.stack([intrinsics(40.0 + 5 * i, 32, 24) for i in range(4)])
     w2c, K = interpolate_path(scene_w2c, K_in, num_frames)
     keys = {10: [0, 3, 6, 9], 8: [0, 2, 5, 7], 23: [0, 7, 15, 22]}[num_frames]
     np.testing.assert_array_equal(w2c[keys], scene_w2c)
@@ -124,7 +114,7 @@ def test_interpolate_two_cameras_is_linear_and_halfway_rotated():
     w2c1 = np.eye(4)
     w2c1[:3, :3] = turn @ w2c0[:3, :3]
     w2c1[:3, 3] = -w2c1[:3, :3] @ eye1
-    K_in = np.stack([_K(40.0, 32, 24), _K(60.0, 32, 24)])
+    K_in = np.stack([intrinsics(40.0, 32, 24), intrinsics(60.0, 32, 24)])
     w2c, K = interpolate_path(np.stack([w2c0, w2c1]), K_in, 5)
 
     np.testing.assert_allclose(camera_centres(w2c), np.linspace(eye0, eye1, 5), atol=1e-12)
@@ -135,7 +125,7 @@ def test_interpolate_two_cameras_is_linear_and_halfway_rotated():
 
 def test_interpolate_needs_a_frame_per_camera():
     with pytest.raises(ValueError, match="at least the number of cameras"):
-        interpolate_path(_ring(np.zeros(3), 2.0, 1.0, 5), np.repeat(_K(30.0, 16, 16)[None], 5, 0), 4)
+        interpolate_path(ring(np.zeros(3), 2.0, 1.0, 5), np.repeat(intrinsics(30.0, 16, 16)[None], 5, 0), 4)
 
 
 def test_load_cameras_from_scene_folder_json_and_npz(tmp_path):
