@@ -20,15 +20,10 @@ from pathlib import Path
 
 import torch
 
+from common import cpu_model, random_network
+
 REPO = Path(__file__).resolve().parents[1]
 PARITY = REPO.parent / "shared" / "parity" / "anysplat"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def peak_rss_gb() -> float:
@@ -64,22 +59,6 @@ def drift_rows() -> list[list[str]]:
     return rows
 
 
-def _random_weights(model: torch.nn.Module) -> None:
-    """Seeded N(0, 0.02) matrices, zero biases, unit norms: seconds instead of a minute of init."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "bias":
-                param.zero_()
-            elif leaf == "gamma":
-                param.fill_(0.1)
-            elif param.dim() == 1:
-                param.fill_(1.0)
-            else:
-                param.normal_(std=0.02, generator=generator)
-
-
 def full_size_row(views: int) -> list[str]:
     import numpy as np
 
@@ -89,11 +68,7 @@ def full_size_row(views: int) -> list[str]:
     from recon3d.networks.anysplat.fusion import fuse_batch
     from recon3d.types import Prediction
 
-    with torch.device("meta"):
-        model = AnySplat()
-    model.to_empty(device="cpu")
-    _random_weights(model)
-    model.eval()
+    model = random_network(AnySplat)
     images = torch.rand(1, views, 3, 448, 448, generator=torch.Generator().manual_seed(0))
     enc, config = model.encoder, model.config
     layers: dict = {}

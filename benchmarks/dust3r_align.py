@@ -15,7 +15,6 @@ With ``--every-pixel-iters N < --iters``, the every-pixel time is the measured s
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def timed_align(pointmaps, iters: int, stride, measured_iters: int) -> tuple[float, str]:

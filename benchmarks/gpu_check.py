@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import random_network
+
 REPO = Path(__file__).resolve().parents[1]
 VGGT_RUNS = [(10, False), (10, True), (100, False), (100, True), (200, False), (200, True), (1000, True)]
 VGGT_HW = (392, 518)
@@ -107,30 +109,6 @@ def part_gpu_tests(out: Results) -> None:
         line for line in lines if line.startswith(("FAILED", "ERROR"))][:20])
 
 
-def _random_network(build, device):
-    """``build()``'s network with seeded random weights made on ``device``: no CPU copy, and
-    seconds instead of the minute a truncated-normal init of a billion parameters takes."""
-    import torch
-
-    with torch.device("meta"):
-        model = build()
-    model.to_empty(device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "bias":
-                param.zero_()
-            elif leaf == "gamma":
-                param.fill_(0.1)
-            elif leaf == "weight" and param.dim() == 1:
-                param.fill_(1.0)
-            else:
-                param.normal_(std=0.02, generator=generator)
-    model.backbone_dtype = torch.bfloat16
-    return model.eval()
-
-
 def part_vggt(out: Results) -> None:
     import torch
 
@@ -139,7 +117,8 @@ def part_vggt(out: Results) -> None:
 
     device = torch.device("cuda")
     start = time.perf_counter()
-    model = _random_network(VGGT, device)
+    model = random_network(VGGT, device)
+    model.backbone_dtype = torch.bfloat16
     out.add(build_s=round(time.perf_counter() - start, 1), weights_gib=round(torch.cuda.memory_allocated() / 2**30, 2))
     runs = []
     with torch.inference_mode():
@@ -174,7 +153,8 @@ def part_dust3r(out: Results) -> None:
     from recon3d.pairwise.inference import predict_pairs
 
     device = torch.device("cuda")
-    model = _random_network(lambda: DUSt3R(DUSt3RConfig()), device)
+    model = random_network(lambda: DUSt3R(DUSt3RConfig()), device)
+    model.backbone_dtype = torch.bfloat16
     images = torch.rand(DUST3R_VIEWS, 3, 384, 512, generator=torch.Generator().manual_seed(0))
     pairs = make_pairs(DUST3R_VIEWS, "complete")
     with torch.inference_mode():

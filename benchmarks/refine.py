@@ -13,7 +13,6 @@ their COLMAP references, beside pycolmap (SIFT, exhaustive matching, incremental
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from common import cpu_model
 from recon3d.eval.metrics import camera_metrics
 from recon3d.eval.perturb import collapse_cameras, perturb_prediction
 from recon3d.refine import RefineOptions, refine_prediction
@@ -32,13 +32,6 @@ from recon3d.synth.truth import scene_prediction
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 VIEWS = {"object": 16, "room": 8, "trajectory": 8}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def synthetic_rows(kinds: list[str], seeds: int, size: tuple[int, int]) -> list[list[str]]:

@@ -311,6 +311,8 @@ GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
 def _gpu_check_module():
+    if str(GPU_CHECK.parent) not in sys.path:
+        sys.path.insert(0, str(GPU_CHECK.parent))  # as for a script: its folder's common.py is importable
     spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
     module = importlib.util.module_from_spec(spec)
     sys.modules["gpu_check"] = module  # dataclasses look their module up there
@@ -342,7 +344,7 @@ def test_gpu_check_parts_report_even_on_a_cpu(tmp_path) -> None:
     env = json.loads(result.read_text())
     assert env["torch"] == torch.__version__ and env["cuda_available"] == torch.cuda.is_available()
     # The seeded random init works on any device (the real run makes it on the GPU).
-    model = module._random_network(lambda: VGGT(TINY_VGGT), torch.device("cpu"))
+    model = module.random_network(lambda: VGGT(TINY_VGGT), torch.device("cpu"))
     weights = [p for n, p in model.named_parameters() if p.dim() > 1]
     assert all(torch.isfinite(p).all() and 0.01 < p.std() < 0.03 for p in weights)
     report = {"date": "2026-12-06 12:00", "parts": {
