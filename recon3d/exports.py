@@ -29,7 +29,8 @@ from recon3d.geometry.pixels import PixelGeometry, pixel_geometry
 from recon3d.mesh import MeshOptions
 from recon3d.types import Mesh, Prediction
 
-__all__ = ["EXPORT_FORMATS", "FILTERS", "ExportOptions", "ExportReport", "keep_mask", "export_scene"]
+__all__ = ["EXPORT_FORMATS", "FILTERS", "GAUSSIAN_SOURCES", "ExportOptions", "ExportReport", "chosen_gaussians",
+           "keep_mask", "export_scene"]
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,15 @@ def _points_and_colors(
 GAUSSIAN_SOURCES = ("auto", "learned", "geometric")
 
 
-def _chosen_gaussians(pred: Prediction, options: ExportOptions, keep: np.ndarray, geometry: PixelGeometry,
-                      stage: Callable[[str], None]):
-    """The model's learned Gaussians or pixel-aligned ones, as ``options.gaussians`` says."""
+def chosen_gaussians(pred: Prediction, options: ExportOptions, keep: np.ndarray | None = None,
+                     geometry: PixelGeometry | None = None, on_stage: Callable[[str], None] | None = None):
+    """The Gaussians the exports write: the model's learned ones or pixel-aligned ones, as
+    ``options.gaussians`` says. ``keep`` and ``geometry`` are computed when not given.
+
+    Raises:
+        InputError: ``learned`` asked of a model without a Gaussian head.
+    """
+    stage = on_stage or (lambda name: None)
     if options.gaussians not in GAUSSIAN_SOURCES:
         raise ValueError(f"gaussians must be one of {', '.join(GAUSSIAN_SOURCES)}, not {options.gaussians!r}")
     if options.gaussians == "learned" and pred.gaussians is None:
@@ -153,6 +160,8 @@ def _chosen_gaussians(pred: Prediction, options: ExportOptions, keep: np.ndarray
         return pred.gaussians
     from recon3d.gaussians import gaussians_from_prediction
 
+    geometry = pixel_geometry(pred, options.point_source, reuse=geometry)
+    keep = keep_mask(pred, options, geometry) if keep is None else keep
     stage("building Gaussians")
     return gaussians_from_prediction(pred, source=options.point_source, keep=keep, geometry=geometry)
 
@@ -207,7 +216,7 @@ def export_scene(
     mesh: Mesh | None = None
     gaussians = None
     if gaussians_wanted:
-        gaussians = _chosen_gaussians(pred, options, keep, geometry, stage)
+        gaussians = chosen_gaussians(pred, options, keep, geometry, stage)
     if mesh_wanted:
         from recon3d.mesh import extract_mesh
 

@@ -218,3 +218,28 @@ def test_filters_are_a_set_of_known_names(scene):
     assert edges.sum() < plain.sum() and not (edges & ~plain).any()  # a filter only removes pixels
     with pytest.raises(ValueError, match="unknown filter.*fog"):
         keep_mask(pred, ExportOptions(filters=frozenset({"edges", "fog"})))
+
+
+def test_learned_gaussians_are_chosen_when_the_model_has_them(scene, tmp_path):
+    from helpers.gaussians import random_gaussians
+    from plyfile import PlyData
+
+    from recon3d.errors import InputError
+    from recon3d.exports import chosen_gaussians
+    from recon3d_ui.session import Session, viewer_export
+
+    pred = gt_prediction(scene)
+    geometric = chosen_gaussians(pred, ExportOptions())
+    with pytest.raises(InputError, match="no Gaussian head"):
+        chosen_gaussians(pred, ExportOptions(gaussians="learned"))
+    pred.gaussians = random_gaussians(57)
+    assert chosen_gaussians(pred, ExportOptions()) is pred.gaussians
+    assert len(chosen_gaussians(pred, ExportOptions(gaussians="geometric"))) == len(geometric) != 57
+    # The web app's viewer shows what the downloads hold.
+    session = Session()
+    try:
+        session.prediction = pred
+        shown, _ = viewer_export(session, ExportOptions(), "gaussians", max_gaussians=1000)
+        assert len(PlyData.read(shown)["vertex"]) == 57
+    finally:
+        session.close()

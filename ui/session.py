@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon3d.exports import ExportOptions, export_scene
-from recon3d.gaussians import gaussians_from_prediction
+from recon3d.exports import ExportOptions, chosen_gaussians, export_scene
 from recon3d.gaussians.fusion import prune_to_count
 from recon3d.io.ply import write_gaussians_ply
 from recon3d.types import Prediction
@@ -126,9 +125,8 @@ def viewer_export(session: Session, options: ExportOptions, show: str, max_gauss
     folder = session.next_folder()
     pred = session.prediction
     if show == "gaussians":
-        from recon3d.exports import keep_mask
-
-        gaussians = gaussians_from_prediction(pred, source=options.point_source, keep=keep_mask(pred, options))
+        # The learned Gaussians of models with a Gaussian head, else pixel-aligned ones, as the downloads.
+        gaussians = chosen_gaussians(pred, options)
         if len(gaussians) > max_gaussians:
             # Browsers draw a few hundred thousand splats smoothly; drop small faint ones first.
             gaussians = prune_to_count(gaussians, max_gaussians)
