@@ -223,10 +223,10 @@ def test_filters_are_a_set_of_known_names(scene):
 def test_learned_gaussians_are_chosen_when_the_model_has_them(scene, tmp_path):
     from helpers.gaussians import random_gaussians
     from plyfile import PlyData
+    from recon3d_ui.session import Session, viewer_export
 
     from recon3d.errors import InputError
     from recon3d.exports import chosen_gaussians
-    from recon3d_ui.session import Session, viewer_export
 
     pred = gt_prediction(scene)
     geometric = chosen_gaussians(pred, ExportOptions())
