@@ -35,20 +35,21 @@ Z_UP = (0.0, 0.0, 1.0)
 """Default ``up`` of `look_at`: the synthetic scenes' world is z-up."""
 
 
-def quat_xyzw_to_matrix(quat: torch.Tensor) -> torch.Tensor:
+def quat_xyzw_to_matrix(quat: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Rotation matrices from quaternions.
 
     Args:
         quat: ``[..., 4]`` quaternions (x, y, z, w). They need not be unit
-            length: the products are scaled by ``2 / |q|^2``, which yields a
+            length: the products are scaled by ``2 / (|q|^2 + eps)``, which yields a
             proper rotation for any non-zero quaternion (the network's raw
             output is not normalised).
+        eps: added to ``|q|^2`` (AnySplat's covariances use 1e-8).
 
     Returns:
         ``[..., 3, 3]`` rotation matrices.
     """
     x, y, z, w = quat.unbind(-1)
-    s = 2.0 / (quat * quat).sum(-1)
+    s = 2.0 / ((quat * quat).sum(-1) + eps)
     rows = (
         1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
         s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
@@ -117,7 +118,7 @@ def matrix_to_quat_xyzw(rot: torch.Tensor) -> torch.Tensor:
 
 
 def pose_encoding_to_cameras(
-    pose_enc: torch.Tensor, image_size_hw: tuple[int, int]
+    pose_enc: torch.Tensor, image_size_hw: tuple[int, int], focal_eps: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode VGGT pose encodings into extrinsics and intrinsics.
 
@@ -125,6 +126,7 @@ def pose_encoding_to_cameras(
         pose_enc: ``[..., 9]`` = translation (3), quaternion x,y,z,w (4, any
             non-zero norm), fov_h, fov_w (radians).
         image_size_hw: (H, W) of the network input in pixels.
+        focal_eps: added to the tangents (AnySplat decodes with 1e-3).
 
     Returns:
         extrinsics_w2c ``[..., 3, 4]`` (world-to-camera ``[R | t]``) and
@@ -136,8 +138,8 @@ def pose_encoding_to_cameras(
     rot = quat_xyzw_to_matrix(pose_enc[..., 3:7])
     extrinsics = torch.cat((rot, trans[..., None]), dim=-1)
 
-    fy = (height / 2.0) / torch.tan(pose_enc[..., 7] / 2.0)
-    fx = (width / 2.0) / torch.tan(pose_enc[..., 8] / 2.0)
+    fy = (height / 2.0) / (torch.tan(pose_enc[..., 7] / 2.0) + focal_eps)
+    fx = (width / 2.0) / (torch.tan(pose_enc[..., 8] / 2.0) + focal_eps)
     intrinsics = pose_enc.new_zeros(pose_enc.shape[:-1] + (3, 3))
     intrinsics[..., 0, 0] = fx
     intrinsics[..., 1, 1] = fy

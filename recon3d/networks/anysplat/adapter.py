@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from recon3d.geometry.cameras import quat_xyzw_to_matrix
 from recon3d.networks.anysplat.config import OpacityMapping
 from recon3d.types import Gaussians
 
@@ -31,21 +32,9 @@ def map_opacity(logits: torch.Tensor, mapping: OpacityMapping, step: int) -> tor
     return 0.5 * (1 - (1 - p) ** exponent + p ** (1 / exponent))
 
 
-def quat_xyzw_to_rotation(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices ``[..., 3, 3]`` from quaternions ``[..., 4]`` x,y,z,w (any non-zero norm)."""
-    i, j, k, r = quats.unbind(-1)
-    two_s = 2.0 / ((quats * quats).sum(-1) + _QUAT_EPS)
-    rows = (
-        1 - two_s * (j * j + k * k), two_s * (i * j - k * r), two_s * (i * k + j * r),
-        two_s * (i * j + k * r), 1 - two_s * (i * i + k * k), two_s * (j * k - i * r),
-        two_s * (i * k - j * r), two_s * (j * k + i * r), 1 - two_s * (i * i + j * j),
-    )
-    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
-
-
 def covariances(scales: torch.Tensor, quats_xyzw: torch.Tensor) -> torch.Tensor:
     """``R diag(s)^2 R^T`` ``[..., 3, 3]`` from scales ``[..., 3]`` and quaternions ``[..., 4]`` (x,y,z,w)."""
-    rs = quat_xyzw_to_rotation(quats_xyzw) * scales[..., None, :]
+    rs = quat_xyzw_to_matrix(quats_xyzw, eps=_QUAT_EPS) * scales[..., None, :]
     return rs @ rs.transpose(-1, -2)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from recon3d.geometry.cameras import quat_xyzw_to_matrix
+from recon3d.geometry.cameras import pose_encoding_to_cameras, unproject_depth
 from recon3d.networks.anysplat.adapter import adapt_gaussians
 from recon3d.networks.anysplat.config import AnySplatConfig
 from recon3d.networks.anysplat.fusion import fuse_batch
@@ -37,43 +37,6 @@ class AnySplatAggregator(Aggregator):
         mean = torch.tensor(BF16_IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
         std = torch.tensor(BF16_IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 1, 3, 1, 1)
         return ((images - mean) / std).flatten(0, 1)
-
-
-def pose_encoding_to_extri_intri(
-    pose_enc: torch.Tensor, image_hw: tuple[int, int], eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """VGGT pose encodings ``[..., 9]`` → w2c ``[..., 3, 4]`` and pixel intrinsics ``[..., 3, 3]``.
-
-    Focal lengths are ``(H/2) / (tan(fov_h/2) + eps)`` and ``(W/2) / (tan(fov_w/2) + eps)``;
-    the principal point is (W/2, H/2).
-    """
-    height, width = image_hw
-    extrinsics = torch.cat((quat_xyzw_to_matrix(pose_enc[..., 3:7]), pose_enc[..., :3, None]), dim=-1)
-    intrinsics = pose_enc.new_zeros(pose_enc.shape[:-1] + (3, 3))
-    intrinsics[..., 0, 0] = (width / 2.0) / (torch.tan(pose_enc[..., 8] / 2.0) + eps)
-    intrinsics[..., 1, 1] = (height / 2.0) / (torch.tan(pose_enc[..., 7] / 2.0) + eps)
-    intrinsics[..., 0, 2] = width / 2.0
-    intrinsics[..., 1, 2] = height / 2.0
-    intrinsics[..., 2, 2] = 1.0
-    return extrinsics, intrinsics
-
-
-def unproject_depth(depth: torch.Tensor, extrinsics: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """World points ``[B,S,H,W,3]`` (fp32) from depth ``[B,S,H,W,1]``, w2c ``[B,S,3,4]``, intrinsics ``[B,S,3,3]``.
-
-    Pixels sit at integer indices (no half-pixel offset), as in AnySplat.
-    """
-    height, width = depth.shape[2:4]
-    d = depth[..., 0]
-    v, u = torch.meshgrid(torch.arange(height, device=d.device, dtype=d.dtype),
-                          torch.arange(width, device=d.device, dtype=d.dtype), indexing="ij")
-    k = intrinsics[..., None, None, :, :]
-    x = ((u - k[..., 0, 2]) * d) / k[..., 0, 0]
-    y = ((v - k[..., 1, 2]) * d) / k[..., 1, 1]
-    cam = torch.stack((x, y, d), dim=-1)
-    rot_t = extrinsics[..., :3].transpose(-1, -2)
-    centre = -(rot_t @ extrinsics[..., 3:])[..., 0]
-    return torch.einsum("bsij,bshwj->bshwi", rot_t, cam) + centre[:, :, None, None, :]
 
 
 def camera_to_world(extrinsics: torch.Tensor) -> torch.Tensor:
@@ -149,9 +112,11 @@ class AnySplat(nn.Module):
         with full_fp32(images.device):
             pose_list = enc.camera_head(layers, config.vggt.depth - 1)
             depth, depth_conf = enc.depth_head(layers, images, start, self.frames_chunk_size)
-            extrinsics, intrinsics = pose_encoding_to_extri_intri(pose_list[-1], (height, width),
-                                                                  config.intrinsics_eps)
-            points = unproject_depth(depth, extrinsics, intrinsics)
+            extrinsics, intrinsics = pose_encoding_to_cameras(pose_list[-1], (height, width),
+                                                              focal_eps=config.intrinsics_eps)
+            # AnySplat unprojects at integer pixel indices, not pixel centres.
+            points = unproject_depth(depth.flatten(0, 1), extrinsics.flatten(0, 1), intrinsics.flatten(0, 1),
+                                     pixel_centre=0.0).unflatten(0, depth.shape[:2])
             params = enc.gaussian_param_head(layers, images, start, self.frames_chunk_size)
             voxels, fused_points, fused_features = fuse_batch(points, params, config.voxel_size)
             gaussians = adapt_gaussians(fused_points, fused_features, config.sh_degree, config.opacity_mapping,
