@@ -52,28 +52,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _random_init(model, seed: int) -> None:
-    """Seeded init that costs seconds, not the ~30 s of a 1.2B-parameter trunc_normal.
-
-    Matrices and kernels ~ N(0, 0.02), biases 0, norm weights 1, LayerScale 0.1
-    (between DINOv2's 1.0 and VGGT's 0.01), tokens and tables ~ N(0, 0.02). Values are
-    ordinary magnitudes, so no denormals skew the timings.
-    """
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    for name, param in model.named_parameters():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf == "bias":
-            param.data.zero_()
-        elif leaf == "gamma":
-            param.data.fill_(0.1)
-        elif leaf == "weight" and param.dim() == 1:
-            param.data.fill_(1.0)
-        else:
-            param.data.normal_(std=0.02, generator=generator)
-
-
 def _keep_all_layers(aggregator) -> None:
     """Make the aggregator return all its layers, as if no head-driven selection existed."""
     forward = aggregator.forward
@@ -85,16 +63,13 @@ def worker(args: argparse.Namespace) -> None:
     if args.src:
         sys.path.insert(0, args.src)
     import torch
+    from common import random_network
 
     from recon3d.networks.vggt import VGGT
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    with torch.device("meta"):
-        model = VGGT()
-    model.to_empty(device="cpu")
-    _random_init(model, SEED)
-    model.eval()
+    model = random_network(VGGT)
     if args.precision == "bf16":
         model.backbone_dtype = torch.bfloat16
     if args.keep_all_layers:
