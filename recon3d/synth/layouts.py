@@ -4,13 +4,18 @@ World frame: z up, metres, ground or floor at z = 0. Both layouts keep a free zo
 the cameras (see ``recon3d.synth.paths``): open scenes keep their objects within
 ``World.radius`` of ``World.centre``; rooms keep furniture within ``WALL_BAND`` of the
 walls or within ``CENTRE_ZONE`` of the room's vertical axis.
+
+Both take a texture family (a key of ``recon3d.synth.textures.TEXTURE_FAMILIES``); the
+family changes the objects' textures only, never the geometry, light or noise lattice.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from recon3d.synth.primitives import Box, Cylinder, Quad, Shape, Sphere, rotation_zyx
-from recon3d.synth.textures import NoiseField, random_texture
+from recon3d.synth.textures import NoiseField, Texture, family_patterns, random_texture
 from recon3d.synth.world import SceneObject, World
 
 WALL_BAND = 0.9  # metres from a wall that furniture may occupy
@@ -21,6 +26,28 @@ _SEAM = 1e-6  # walls overlap by this much, so that no ray slips through a corne
 def _facing_quad(centre: np.ndarray, normal: np.ndarray, u: np.ndarray, half_u: float, half_v: float) -> Quad:
     """Quad whose normal is ``normal``: ``v = normal x u`` makes ``u x v == normal``."""
     return Quad(centre, u, np.cross(normal, u), half_u, half_v)
+
+
+def _texture_drawer(rng: np.random.Generator, textures: str) -> Callable[[tuple[float, float]], Texture]:
+    """A function drawing one object's texture of family ``textures`` with a scale range
+    (cells per metre); raises ValueError for an unknown family.
+
+    The classic family draws from the layout's ``rng``, exactly as before families existed.
+    Other families draw from their own generator, a copy of ``rng`` jumped far ahead in its
+    sequence (which leaves ``rng`` untouched), and still make and discard the classic draws
+    from ``rng``: the layout's stream, and with it everything drawn after the textures (the
+    light), is then the same for every family.
+    """
+    patterns = family_patterns(textures)
+    if textures == "classic":
+        return lambda scale_range: random_texture(rng, scale_range)
+    own = np.random.Generator(rng.bit_generator.jumped())
+
+    def draw(scale_range: tuple[float, float]) -> Texture:
+        random_texture(rng, scale_range)
+        return random_texture(own, scale_range, patterns)
+
+    return draw
 
 
 def _light(rng: np.random.Generator, ambient: tuple[float, float]) -> tuple[np.ndarray, float]:
@@ -53,8 +80,10 @@ def _random_solid(rng: np.random.Generator, xy: np.ndarray, size: float) -> tupl
     return Cylinder(np.array([*xy, half_h]), r, half_h, rotation_zyx(yaw)), float(r), float(2 * half_h)
 
 
-def objects_world(rng: np.random.Generator) -> World:
-    """3 to 6 non-overlapping solids on a finite textured ground plane, under a sky."""
+def objects_world(rng: np.random.Generator, textures: str = "classic") -> World:
+    """3 to 6 non-overlapping solids on a finite textured ground plane, under a sky;
+    textures of the family ``textures``."""
+    draw_texture = _texture_drawer(rng, textures)
     noise = NoiseField(rng)
     solids: list[tuple[Shape, np.ndarray, float, float]] = []
     count = rng.integers(3, 7)
@@ -74,8 +103,8 @@ def objects_world(rng: np.random.Generator) -> World:
     ground_half = rng.uniform(5.0, 8.0)
     ex, _, ez = np.eye(3)
     ground = _facing_quad(np.zeros(3), ez, ex, ground_half, ground_half)
-    objects = [SceneObject(ground, random_texture(rng, (0.8, 2.5)))]
-    objects += [SceneObject(s[0], random_texture(rng)) for s in solids]
+    objects = [SceneObject(ground, draw_texture((0.8, 2.5)))]
+    objects += [SceneObject(s[0], draw_texture((2.0, 6.0))) for s in solids]
     light, ambient = _light(rng, (0.3, 0.45))
     return World(tuple(objects), noise, light, ambient, centre, float(radius), None)
 
@@ -124,8 +153,10 @@ def _centre_group(rng: np.random.Generator) -> list[Shape]:
     return [table, Cylinder(np.array([0.0, 0.0, top + half_h]), r, half_h, np.eye(3))]
 
 
-def room_world(rng: np.random.Generator) -> World:
-    """A closed box room with textured walls, floor and ceiling, and furniture."""
+def room_world(rng: np.random.Generator, textures: str = "classic") -> World:
+    """A closed box room with textured walls, floor and ceiling, and furniture; textures of
+    the family ``textures``."""
+    draw_texture = _texture_drawer(rng, textures)
     noise = NoiseField(rng)
     half = np.array([rng.uniform(2.8, 4.5), rng.uniform(2.5, 4.0), rng.uniform(1.25, 1.7)])
     shapes: list[Shape] = []
@@ -136,8 +167,8 @@ def room_world(rng: np.random.Generator) -> World:
         corner = np.array([rng.choice([-1, 1]) * (half[0] - 0.45), rng.choice([-1, 1]) * (half[1] - 0.45)])
         shapes.append(Cylinder(np.array([*corner, half[2]]), r, half[2], np.eye(3)))
     shapes += _centre_group(rng)
-    objects = [SceneObject(quad, random_texture(rng, (0.8, 3.0))) for quad in _room_shell(half)]
-    objects += [SceneObject(shape, random_texture(rng)) for shape in shapes]
+    objects = [SceneObject(quad, draw_texture((0.8, 3.0))) for quad in _room_shell(half)]
+    objects += [SceneObject(shape, draw_texture((2.0, 6.0))) for shape in shapes]
     # Half the walls face away from a directional light; more ambient keeps them readable.
     light, ambient = _light(rng, (0.45, 0.6))
     centre = np.array([0.0, 0.0, half[2]])

@@ -4,7 +4,8 @@ Layout of a scene folder::
 
     images/000.png ...   uint8 RGB views
     geometry.npz         depths [S,H,W], normals [S,H,W,3], masks [S,H,W], object_ids [S,H,W]
-    cameras.json         kind, seed, supersample (only when not 1), conventions, and per
+    cameras.json         kind, seed, supersample (only when not 1), textures (only when
+                         not "classic"), conventions, and per
                          view: name, image, width, height,
                          K (3x3), extrinsics_w2c (4x4)
 
@@ -71,6 +72,8 @@ def write_scene(scene: SynthScene, out_dir: str | Path, *, compact: bool = False
     cameras = {"kind": scene.kind, "seed": scene.seed, "conventions": CONVENTIONS, "views": views}
     if scene.supersample != 1:  # absent means 1, so default scenes' files are unchanged
         cameras["supersample"] = scene.supersample
+    if scene.textures != "classic":  # likewise: absent means the classic family
+        cameras["textures"] = scene.textures
     # One line per matrix row keeps the file readable; json keeps floats exact (repr).
     text = re.sub(r"\[\s+([^\[\]]+?)\s+\]", _one_line, json.dumps(cameras, indent=1))
     with atomic_path(out / "cameras.json") as tmp:
@@ -111,6 +114,7 @@ def read_scene(scene_dir: str | Path) -> SynthScene:
         seed=int(cameras["seed"]),
         names=[v["name"] for v in views],
         supersample=int(cameras.get("supersample", 1)),
+        textures=str(cameras.get("textures", "classic")),
     )
 
 

@@ -36,6 +36,8 @@ class SynthScene:
         names: one name per view (``"000"``, ``"001"``, ...).
         supersample: rays per pixel side that were averaged into each colour (1: one
             ray through the pixel centre; see `recon3d.synth.render.render_view`).
+        textures: the texture family of the surfaces, a key of
+            ``recon3d.synth.textures.TEXTURE_FAMILIES``.
     """
 
     images: np.ndarray
@@ -49,6 +51,7 @@ class SynthScene:
     seed: int
     names: list[str] = field(default_factory=list)
     supersample: int = 1
+    textures: str = "classic"
 
     @property
     def num_views(self) -> int:
@@ -70,8 +73,8 @@ class SynthScene:
         return np.where(self.masks[..., None], points, 0.0)
 
     def world(self) -> World:
-        """The scene's geometry, rebuilt from ``kind`` and ``seed`` (for exact ray casting)."""
-        return build_world(self.kind, self.seed)
+        """The scene's world, rebuilt from ``kind``, ``seed`` and ``textures`` (for exact ray casting)."""
+        return build_world(self.kind, self.seed, self.textures)
 
 
 def _check_kind(kind: str) -> int:
@@ -80,12 +83,15 @@ def _check_kind(kind: str) -> int:
     return KINDS.index(kind)
 
 
-def build_world(kind: str, seed: int) -> World:
-    """The geometry of scene ``kind`` for ``seed``; independent of the number of views."""
+def build_world(kind: str, seed: int, textures: str = "classic") -> World:
+    """The world of scene ``kind`` for ``seed`` with textures of the family ``textures``
+    (a key of ``TEXTURE_FAMILIES``); independent of the number of views. The family changes
+    the textures only: geometry, light and noise lattice are the same for every family.
+    Raises ValueError for an unknown kind or family."""
     rng = np.random.default_rng([seed, _check_kind(kind), 0])
     if kind == "room" or (kind == "trajectory" and rng.random() < 0.5):
-        return room_world(rng)
-    return objects_world(rng)
+        return room_world(rng, textures)
+    return objects_world(rng, textures)
 
 
 def _cameras(
@@ -115,6 +121,7 @@ def make_scene(
     size_wh: tuple[int, int] | None = (256, 256),
     *,
     supersample: int = 1,
+    textures: str = "classic",
 ) -> SynthScene:
     """Render ``num_views`` views of the seeded scene ``kind`` (one of ``KINDS``).
 
@@ -122,11 +129,14 @@ def make_scene(
     ``RANDOM_SIZES_WH`` with the seed, for varied aspect ratios. ``supersample = k``
     averages ``k x k`` rays per pixel into the colours (anti-aliased, band-limited images
     like a camera's, at k² the cost); the default 1 point-samples one ray per pixel
-    centre. Depths, normals, masks, ids and cameras do not depend on ``supersample``.
-    The same arguments always give bitwise identical arrays. Raises ValueError for an
-    unknown kind or a ``supersample`` that is not a positive integer.
+    centre. ``textures`` picks the texture family (a key of ``TEXTURE_FAMILIES``):
+    ``"classic"`` (the default, the original patterns), ``"natural"`` (natural-image
+    statistics) or ``"mixed"`` (both). Depths, normals, masks, ids and cameras depend on
+    neither ``supersample`` nor ``textures``. The same arguments always give bitwise
+    identical arrays. Raises ValueError for an unknown kind or texture family, or a
+    ``supersample`` that is not a positive integer.
     """
-    world = build_world(kind, seed)
+    world = build_world(kind, seed, textures)
     if num_views < 1:
         raise ValueError(f"num_views must be at least 1, got {num_views}")
     rng = np.random.default_rng([seed, KINDS.index(kind), 1])
@@ -139,4 +149,4 @@ def make_scene(
     renders = render_views(world, w2c, K, width, height, supersample=supersample)
     names = [f"{i:03d}" for i in range(num_views)]
     return SynthScene(**renders._asdict(), extrinsics_w2c=w2c, intrinsics=K, kind=kind, seed=seed, names=names,
-                      supersample=int(supersample))
+                      supersample=int(supersample), textures=textures)
