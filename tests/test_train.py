@@ -11,9 +11,19 @@ import torch
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.networks.vggt import VGGTConfig
 from recon3d.synth import make_scene
-from recon3d.train.data import ScenePool, normalise_views, sample_from_scene
-from recon3d.train.loop import TrainConfig, learning_rate, train
+from recon3d.train.data import (
+    TRAIN_SEED_OFFSET,
+    SceneRequest,
+    ScenePool,
+    choose_views,
+    normalise_views,
+    patch_matches,
+    render_scene,
+    sample_from_scene,
+)
+from recon3d.train.loop import TrainConfig, curriculum, learning_rate, train
 from recon3d.train.losses import camera_loss, dense_loss
+from recon3d.train.matching import attention_on_matches, correspondence_loss
 from recon3d.zoo import load_model
 
 MICRO = VGGTConfig(
@@ -86,8 +96,27 @@ def test_dense_loss_hand_computed():
 def test_camera_loss_weights_later_iterations_more():
     gt = torch.zeros(1, 2, 9)
     wrong = torch.ones(1, 2, 9)
-    assert math.isclose(float(camera_loss([wrong, gt], gt)), 0.8 * 3.0, rel_tol=1e-6)
-    assert math.isclose(float(camera_loss([gt, wrong], gt)), 3.0, rel_tol=1e-6)
+    # translation 1 + quaternion 1 + field of view 0.5 * 1, per iteration
+    assert math.isclose(float(camera_loss([wrong, gt], gt)), 0.8 * 2.5, rel_tol=1e-6)
+    assert math.isclose(float(camera_loss([gt, wrong], gt)), 2.5, rel_tol=1e-6)
+
+
+def test_camera_loss_treats_q_and_minus_q_as_one_rotation():
+    # Two targets on either side of the w >= 0 flip (rotations of 179° and 181° about z):
+    # the same prediction must be scored by its distance to the rotation, not the sign.
+    half = math.radians(179.0) / 2
+    q179 = torch.tensor([0.0, 0.0, math.sin(half), math.cos(half)])
+    q181 = torch.tensor([0.0, 0.0, math.sin(-half), math.cos(-half)])  # 181° = -179°, in its w >= 0 form
+    gt_a = torch.zeros(1, 1, 9)
+    gt_b = torch.zeros(1, 1, 9)
+    gt_a[..., 3:7], gt_b[..., 3:7] = q179, q181
+    pred = torch.zeros(1, 1, 9)
+    pred[..., 3:7] = torch.tensor([0.0, 0.0, 1.0, 0.0])  # exactly 180°
+    loss_a, loss_b = float(camera_loss([pred], gt_a)), float(camera_loss([pred], gt_b))
+    assert math.isclose(loss_a, loss_b, rel_tol=1e-6)
+    # Both targets are 1° from the prediction (|Δq|₁/4 ≈ 0.002); a sign-blind L1 would
+    # score the 181° target near 0.5.
+    assert loss_a < 0.01
 
 
 def test_learning_rate_schedule():
@@ -124,3 +153,86 @@ def test_cuda_training_without_cuda_is_refused(tmp_path):
     with pytest.raises(Recon3DError, match="CUDA is not available"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_patch_matches_agree_with_nearest_surface_points():
+    # Independent check: the match of a patch centre is where view j sees the nearest
+    # surface point to it (brute force over all of view j's pixels), when that point is
+    # the same point (within a few millimetres of the normalised scene).
+    scene = make_scene("object", seed=5, num_views=3, size_wh=(112, 84))
+    ext, depth, points = normalise_views(scene.extrinsics_w2c, scene.depths.astype(np.float64),
+                                         scene.intrinsics, scene.masks)
+    matches = patch_matches(points, ext, scene.intrinsics, depth, scene.masks, patch=14)
+    assert matches.shape == (3, 3, 6 * 8) and (np.diagonal(matches, axis1=0, axis2=1) == -1).all()
+    agree = checked = 0
+    for i in range(3):
+        centres = points[i, 7::14, 7::14].reshape(-1, 3)
+        for j in range(3):
+            if i == j:
+                continue
+            pool = points[j][scene.masks[j]]
+            v, u = np.nonzero(scene.masks[j])
+            for p, target in enumerate(matches[i, j]):
+                if target < 0:
+                    continue
+                nearest = np.argmin(np.linalg.norm(pool - centres[p], axis=1))
+                checked += 1
+                agree += (v[nearest] // 14) * 8 + u[nearest] // 14 == target
+    assert checked > 20 and agree / checked > 0.95
+
+
+def test_correspondence_loss_hand_computed():
+    # One head, two views of two patches, head_dim 1 (scale 1): view 0's patch 0 has
+    # logits [2, 0] over view 1's patches and its match is patch 0: loss log(1 + e^-2).
+    q = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 4, 1)
+    k = torch.tensor([0.0, 0.0, 2.0, 0.0]).view(1, 1, 4, 1)
+    matches = torch.full((1, 2, 2, 2), -1)
+    matches[0, 0, 1, 0] = 0
+    loss = correspondence_loss(q, k, matches, patch_start=0)
+    assert math.isclose(float(loss), math.log(1 + math.exp(-2.0)), rel_tol=1e-6)
+    assert float(correspondence_loss(q, k, torch.full((1, 2, 2, 2), -1), patch_start=0)) == 0.0
+
+
+def test_attention_on_matches_is_one_for_perfect_matching_and_uniform_for_none():
+    # 2 views x (1 camera token + 3 patches); each key has its own one-hot code, each
+    # query the code of its match, scaled so the softmax is all but one-hot.
+    frames, per_frame, n = 2, 4, 8
+    keys = 40.0 * torch.eye(n).view(1, 1, n, n)
+    matches = torch.tensor([[[-1, -1, -1], [2, 0, 1]], [[1, 2, 0], [-1, -1, -1]]]).view(1, 2, 2, 3)
+    queries = torch.zeros(1, 1, n, n)
+    for i in range(frames):
+        for p in range(3):
+            target = int(matches[0, i, 1 - i, p])
+            queries[0, 0, i * per_frame + 1 + p, (1 - i) * per_frame + 1 + target] = 40.0
+    assert attention_on_matches(queries, keys, matches, patch_start=1) > 0.99
+    uniform = attention_on_matches(torch.zeros_like(queries), keys, matches, patch_start=1)
+    assert math.isclose(uniform, 1 / n, rel_tol=1e-6)
+
+
+def test_views_are_chosen_within_the_curriculum_angle():
+    scene = make_scene("object", seed=7, num_views=12, size_wh=(28, 28))
+    axes = scene.extrinsics_w2c[:, 2, :3]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        ids = choose_views(scene, 3, 90.0, generator)
+        angles = np.degrees(np.arccos(np.clip(axes[ids[1:]] @ axes[ids[0]], -1, 1)))
+        within = (np.degrees(np.arccos(np.clip(axes @ axes[ids[0]], -1, 1))) <= 90).sum() - 1
+        assert len(set(ids)) == 3 and (angles <= 90).sum() == min(2, within)
+    cfg = TrainConfig(model=MICRO, steps=300, curriculum=1 / 3, start_angle_deg=90, start_max_views=4, max_views=8)
+    assert curriculum(cfg, 0) == (90.0, 4) and curriculum(cfg, 50) == (135.0, 6) and curriculum(cfg, 200) == (180.0, 8)
+
+
+def test_batches_hold_one_size_and_cached_scenes_read_back_equal(tmp_path):
+    request = SceneRequest("room", TRAIN_SEED_OFFSET + 3, 4, (56, 42), "training")
+    rendered = render_scene(request, tmp_path)
+    cached = render_scene(request, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    for key in ("images", "depths", "masks", "extrinsics_w2c", "intrinsics"):
+        assert np.array_equal(getattr(rendered, key), getattr(cached, key))
+    pool = ScenePool({"object": 1.0, "room": 1.0}, [(56, 42), (42, 56)], views_per_scene=4, pool_size=4, seed=0,
+                     workers=0, textures={"classic": 1.0, "training": 1.0})
+    for _ in range(4):
+        pool.refill(block=False, max_new=1)
+    batch = pool.draw_batch(3, 3, torch.Generator().manual_seed(1), patch=14)
+    assert batch.images.shape[:3] == (3, 3, 3) and batch.matches.shape[:3] == (3, 3, 3)
+    assert batch.extrinsics.shape == (3, 3, 3, 4) and batch.depth.shape[2:] == batch.images.shape[3:]

@@ -7,7 +7,9 @@ CPU-only torch build works.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,42 @@ def backbone_autocast_dtype(precision: str, device: torch.device | str) -> torch
         major, _ = torch.cuda.get_device_capability(device)
         return torch.bfloat16 if major >= 8 else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# CPU feature flags (as /proc/cpuinfo names them) of native bf16 matrix instructions.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags; empty where ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_native_bf16() -> str | None:
+    """The flag of the CPU's native bf16 matrix instructions (AMX first), or None."""
+    flags = cpu_flags()
+    return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
+
+
+def training_autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """Autocast dtype of the aggregator while training (None: fp32).
+
+    ``"auto"`` is bf16 on CUDA and on CPUs with native bf16 matrix instructions, where a
+    training step of the embedded model runs markedly faster; fp32 on other CPUs, where
+    bf16 is emulated and slower.
+    """
+    device = torch.device(device)
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" or cpu_native_bf16() else None
+    return backbone_autocast_dtype(precision, device)
 
 
 @contextlib.contextmanager

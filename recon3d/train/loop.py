@@ -7,6 +7,7 @@ with ``recon3d.load_model``).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,8 +21,10 @@ import numpy as np
 import torch
 
 from recon3d.io.atomic import atomic_path
+from recon3d.networks.precision import training_autocast_dtype
 from recon3d.networks.vggt import VGGT, VGGTConfig
-from recon3d.train.data import Sample, ScenePool, sample_from_scene
+from recon3d.train.data import Sample, ScenePool, sample_from_scene, stack_samples
+from recon3d.train.matching import capture_queries_keys, correspondence_loss
 from recon3d.train.losses import camera_loss, dense_loss
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,21 @@ class TrainConfig:
     warmup: int = 300
     weight_decay: float = 0.05
     grad_clip: float = 1.0
+    # Samples per forward pass (one image size and view count per pass) and passes per
+    # optimiser step: the step sees batch * accumulate scenes.
+    batch: int = 1
     accumulate: int = 1
     min_views: int = 2
     max_views: int = 8
+    # Curriculum over the first ``curriculum`` fraction of the steps: view subsets start
+    # within ``start_angle_deg`` of the reference's optical axis and at most
+    # ``start_max_views`` views, widening linearly to any angle and ``max_views``.
+    curriculum: float = 0.0
+    start_angle_deg: float = 90.0
+    start_max_views: int = 4
     kinds: dict[str, float] = field(default_factory=lambda: {"object": 0.5, "room": 0.25, "trajectory": 0.25})
+    # Texture families (recon3d.synth.textures.TEXTURE_FAMILIES) of the training scenes.
+    textures: dict[str, float] = field(default_factory=lambda: {"classic": 1.0})
     sizes_wh: list[tuple[int, int]] = field(default_factory=lambda: [(252, 196), (224, 224), (196, 252)])
     views_per_scene: int = 12
     pool_size: int = 48
@@ -54,6 +68,16 @@ class TrainConfig:
     camera_weight: float = 1.0
     depth_weight: float = 1.0
     points_weight: float = 1.0
+    # Correspondence supervision of global-attention layer ``matching_layer`` (its first
+    # ``matching_heads`` heads; None: all); weight 0 turns it off. See recon3d.train.matching.
+    matching_weight: float = 0.0
+    matching_layer: int = 2
+    matching_heads: int | None = None
+    # Folder of rendered scenes reused across runs (None: render every scene afresh).
+    scene_cache: str | None = None
+    # Autocast dtype of the aggregator while training: "auto" is bf16 on CUDA and on CPUs
+    # with native bf16 matrix instructions (recon3d.networks.precision), fp32 elsewhere.
+    precision: str = "auto"
     threads: int = 2
     # "auto" (CUDA when there is one), "cpu" or a CUDA device; on CUDA the aggregator runs
     # under bf16 autocast (the heads and losses stay fp32), as at inference.
@@ -82,22 +106,39 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def curriculum(cfg: TrainConfig, step: int) -> tuple[float, int]:
+    """(largest angle in degrees from the reference's axis, largest view count) at ``step``."""
+    if cfg.curriculum <= 0:
+        return 180.0, cfg.max_views
+    t = min(1.0, step / (cfg.curriculum * cfg.steps))
+    angle = cfg.start_angle_deg + t * (180.0 - cfg.start_angle_deg)
+    views = round(cfg.start_max_views + t * (cfg.max_views - cfg.start_max_views))
+    return angle, max(cfg.min_views, views)
+
+
 def sample_losses(model: VGGT, sample: Sample, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Weighted losses of one sample; ``total`` is what gets back-propagated."""
+    """Weighted losses of one batch ``[B,S,...]``; ``total`` is what gets back-propagated."""
     sample = sample.to(next(model.parameters()).device)
-    out = model(sample.images)
-    valid = sample.valid[None]
+    capture = (capture_queries_keys(model.aggregator.global_blocks[cfg.matching_layer].attn)
+               if cfg.matching_weight > 0 else contextlib.nullcontext({}))
+    with capture as captured:
+        out = model(sample.images)
+    valid = sample.valid
     losses: dict[str, torch.Tensor] = {}
     total = sample.images.new_zeros(())
     if "pose_enc_list" in out:
-        losses["camera"] = camera_loss(out["pose_enc_list"], sample.pose_enc[None])
+        losses["camera"] = camera_loss(out["pose_enc_list"], sample.pose_enc)
         total = total + cfg.camera_weight * losses["camera"]
     if "depth" in out:
-        losses["depth"] = dense_loss(out["depth"], out["depth_conf"], sample.depth[None, ..., None], valid)
+        losses["depth"] = dense_loss(out["depth"], out["depth_conf"], sample.depth[..., None], valid)
         total = total + cfg.depth_weight * losses["depth"]
     if "world_points" in out:
-        losses["points"] = dense_loss(out["world_points"], out["world_points_conf"], sample.points[None], valid)
+        losses["points"] = dense_loss(out["world_points"], out["world_points_conf"], sample.points, valid)
         total = total + cfg.points_weight * losses["points"]
+    if captured:
+        losses["matching"] = correspondence_loss(captured["q"], captured["k"], sample.matches,
+                                                 model.aggregator.patch_start_idx, cfg.matching_heads)
+        total = total + cfg.matching_weight * losses["matching"]
     losses["total"] = total
     return losses
 
@@ -111,19 +152,50 @@ def _validation_samples(cfg: TrainConfig) -> list[Sample]:
     for kind in cfg.kinds:
         for seed in VALIDATION_SEEDS:
             scene = make_scene(kind, seed, cfg.max_views, size)
-            samples.append(sample_from_scene(scene, np.arange(cfg.max_views), generator, augment=False))
+            samples.append(stack_samples([sample_from_scene(scene, np.arange(cfg.max_views), generator,
+                                                            augment=False, patch=cfg.model.patch_size)]))
     return samples
 
 
 @torch.no_grad()
 def validate(model: VGGT, samples: list[Sample], cfg: TrainConfig) -> dict[str, float]:
+    """Mean losses over the validation samples, and the rotation error of the cameras.
+
+    ``rot_err_head`` is the mean angle (degrees) between predicted and true relative
+    rotations from the camera head; ``rot_err_points`` the same for cameras solved from
+    depth and point maps (when the network has a point head).
+    """
     model.eval()
     sums: dict[str, float] = {}
     for sample in samples:
-        for key, value in sample_losses(model, sample, cfg).items():
-            sums[key] = sums.get(key, 0.0) + float(value) / len(samples)
+        values = {k: float(v) for k, v in sample_losses(model, sample, cfg).items()}
+        values.update(rotation_errors(model, sample))
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value / len(samples)
     model.train()
     return sums
+
+
+def rotation_errors(model: VGGT, sample: Sample) -> dict[str, float]:
+    """Mean rotation error in degrees (views 1..S-1 against view 0) of the head's and the solved cameras."""
+    from recon3d.geometry.cameras import pose_encoding_to_cameras
+    from recon3d.geometry.pose_from_points import cameras_from_points
+
+    out = model(sample.images)
+    h, w = sample.images.shape[-2:]
+    truth = sample.extrinsics[0, 1:, :3, :3].double()
+    extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"][0].float(), (h, w))
+    errors = {"rot_err_head": _mean_angle(extrinsics[1:, :3, :3].double(), truth)}
+    if "world_points" in out:
+        weights = out["depth_conf"][0] * out["world_points_conf"][0]
+        solved = cameras_from_points(out["depth"][0, ..., 0], out["world_points"][0], weights, intrinsics)
+        errors["rot_err_points"] = _mean_angle(solved[1:, :3, :3].double(), truth)
+    return errors
+
+
+def _mean_angle(rot_a: torch.Tensor, rot_b: torch.Tensor) -> float:
+    cos = ((rot_a.transpose(-1, -2) @ rot_b).diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    return float(torch.rad2deg(torch.arccos(cos.clamp(-1.0, 1.0))).mean())
 
 
 def _save_checkpoint(run_dir: Path, model: VGGT, optimizer: torch.optim.Optimizer, step: int, pool_counter: int) -> None:
@@ -176,8 +248,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
         model.load_state_dict(load_model(init_from).state_dict())
         log.info("starting from the weights in %s at step %d", init_from, step)
     model.to(device)
-    if device.type == "cuda":
-        model.backbone_dtype = torch.bfloat16
+    model.backbone_dtype = training_autocast_dtype(cfg.precision, device)
+    log.info("training on %s, aggregator in %s", device,
+             "fp32" if model.backbone_dtype is None else str(model.backbone_dtype).removeprefix("torch."))
     # Built after the move: a fused optimiser checks its parameters' device when built
     # (before torch 2.4 it refuses CPU parameters outright).
     optimizer = _optimizer(model, cfg)
@@ -190,7 +263,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     with atomic_path(run_dir / "train_config.json") as tmp:
         tmp.write_text(json.dumps(cfg.to_dict(), indent=1))
     pool = ScenePool(cfg.kinds, cfg.sizes_wh, cfg.views_per_scene, cfg.pool_size, cfg.seed,
-                     cfg.render_workers, start_counter=pool_counter)
+                     cfg.render_workers, start_counter=pool_counter, cache_dir=cfg.scene_cache,
+                     textures=cfg.textures)
     validation = _validation_samples(cfg)
     model.train()
     log_file = open(run_dir / "log.jsonl", "a", encoding="utf-8")
@@ -202,11 +276,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
             generator = torch.Generator().manual_seed(cfg.seed * 10**7 + step)
             optimizer.zero_grad(set_to_none=True)
             logged: dict[str, float] = {}
+            max_angle, max_views = curriculum(cfg, step)
             for _ in range(cfg.accumulate):
-                views = int(torch.randint(cfg.min_views, cfg.max_views + 1, (1,), generator=generator))
+                views = int(torch.randint(cfg.min_views, max_views + 1, (1,), generator=generator))
                 if step % cfg.new_scene_every == 0:
                     pool.refill(block=False, max_new=1)
-                losses = sample_losses(model, pool.draw(views, generator), cfg)
+                batch = pool.draw_batch(cfg.batch, views, generator, max_angle_deg=max_angle,
+                                        patch=cfg.model.patch_size)
+                losses = sample_losses(model, batch, cfg)
                 (losses["total"] / cfg.accumulate).backward()
                 for key, value in losses.items():
                     logged[key] = logged.get(key, 0.0) + float(value.detach()) / cfg.accumulate

@@ -9,8 +9,14 @@ from __future__ import annotations
 import torch
 
 
-def camera_loss(pose_enc_list: list[torch.Tensor], gt: torch.Tensor, decay: float = 0.8) -> torch.Tensor:
+def camera_loss(pose_enc_list: list[torch.Tensor], gt: torch.Tensor, decay: float = 0.8,
+                fov_weight: float = 0.5) -> torch.Tensor:
     """L1 loss on every refinement iteration, later iterations weighted more.
+
+    ``q`` and ``-q`` are the same rotation, and the encoding's ``w ≥ 0`` rule flips the
+    sign of the target at 180°: the rotation term is the L1 distance to the nearer of
+    ``±q``, so targets on either side of the flip agree instead of pulling an uncertain
+    prediction towards their mean. The field of view is weighted as VGGT weights it.
 
     Args:
         pose_enc_list: per-iteration predictions, each ``[B,S,9]``.
@@ -19,9 +25,10 @@ def camera_loss(pose_enc_list: list[torch.Tensor], gt: torch.Tensor, decay: floa
     n = len(pose_enc_list)
     total = gt.new_zeros(())
     for i, pred in enumerate(pose_enc_list):
-        err = (pred - gt).abs()
-        # Translation, rotation and field of view weighted equally, whatever their sizes.
-        term = err[..., :3].mean() + err[..., 3:7].mean() + err[..., 7:].mean()
+        quat_err = torch.minimum((pred[..., 3:7] - gt[..., 3:7]).abs().sum(-1),
+                                 (pred[..., 3:7] + gt[..., 3:7]).abs().sum(-1)) / 4
+        term = ((pred[..., :3] - gt[..., :3]).abs().mean() + quat_err.mean()
+                + fov_weight * (pred[..., 7:] - gt[..., 7:]).abs().mean())
         total = total + decay ** (n - 1 - i) * term
     return total
 

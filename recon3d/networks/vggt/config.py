@@ -76,6 +76,10 @@ class VGGTConfig:
     enable_depth: bool = True
     enable_point: bool = True
     enable_track: bool = True
+    # Where inference reads the cameras: "head" (the camera head, as VGGT does) or
+    # "points" (solved from depth and point maps, recon3d.geometry.pose_from_points;
+    # needs the point head). recon3d's own models only: official checkpoints use "head".
+    cameras_from: str = "head"
 
     def __post_init__(self) -> None:
         if isinstance(self.patch_embed, dict):
@@ -97,6 +101,10 @@ class VGGTConfig:
             raise ValueError(f"patch_embed.type must be 'conv' or 'dinov2', got {self.patch_embed.type!r}")
         if self.patch_embed.type == "dinov2" and self.patch_embed.embed_dim != self.embed_dim:
             raise ValueError("the DINOv2 patch embedder's width must equal embed_dim")
+        if self.cameras_from not in ("head", "points"):
+            raise ValueError(f"cameras_from must be 'head' or 'points', got {self.cameras_from!r}")
+        if self.cameras_from == "points" and not (self.enable_point and self.enable_depth and self.enable_camera):
+            raise ValueError("cameras_from='points' needs the point, depth and camera heads")
         if self.depth % self.aa_block_size:
             raise ValueError("depth must be a multiple of aa_block_size")
         if sorted(self.aa_order) != ["frame", "global"]:

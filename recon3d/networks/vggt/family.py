@@ -30,9 +30,12 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
 
     Keys: extrinsics_w2c ``[S,4,4]``, intrinsics ``[S,3,3]``, depth/depth_conf ``[S,H,W]``,
     points ``[S,H,W,3]``, points_conf ``[S,H,W]``. A network without a point-map head
-    gets its points from depth and cameras, with the depth confidence.
+    gets its points from depth and cameras, with the depth confidence. A network whose
+    config says ``cameras_from="points"`` gets its poses solved from depth and point maps
+    (the camera head still gives the intrinsics), view 0 being the world frame.
     """
     from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
+    from recon3d.geometry.pose_from_points import cameras_from_points
 
     device = next(model.parameters()).device
     out = model(images.to(device))
@@ -43,6 +46,9 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
         return t.detach().float().cpu().numpy()
 
     depth = out["depth"][0, ..., 0]
+    if model.config.cameras_from == "points":
+        weights = out["depth_conf"][0] * out["world_points_conf"][0]
+        extrinsics = cameras_from_points(depth.float(), out["world_points"][0].float(), weights, intrinsics)
     if "world_points" in out:
         points, points_conf = out["world_points"][0], out["world_points_conf"][0]
     else:
