@@ -22,10 +22,10 @@ import json
 
 import numpy as np
 import torch
+from common import cpu_model
 from rich.console import Console
 from rich.table import Table
 
-from common import cpu_model
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.geometry.pose_from_points import cameras_from_points
 from recon3d.synth import make_scene

@@ -13,8 +13,8 @@ from recon3d.networks.vggt import VGGTConfig
 from recon3d.synth import make_scene
 from recon3d.train.data import (
     TRAIN_SEED_OFFSET,
-    SceneRequest,
     ScenePool,
+    SceneRequest,
     choose_views,
     normalise_views,
     patch_matches,

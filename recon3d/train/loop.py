@@ -24,8 +24,8 @@ from recon3d.io.atomic import atomic_path
 from recon3d.networks.precision import training_autocast_dtype
 from recon3d.networks.vggt import VGGT, VGGTConfig
 from recon3d.train.data import Sample, ScenePool, sample_from_scene, stack_samples
-from recon3d.train.matching import capture_queries_keys, correspondence_loss
 from recon3d.train.losses import camera_loss, dense_loss
+from recon3d.train.matching import capture_queries_keys, correspondence_loss
 
 log = logging.getLogger(__name__)
 
