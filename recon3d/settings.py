@@ -179,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
            _same, _field("model")),
     Option("device", "run", str, typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
            _device, _field("device")),
-    Option("precision", "run", str, typer.Option("auto", "--precision", help="Backbone precision: auto (bf16 on recent GPUs, fp32 on CPU), fp32, bf16 or fp16."),
+    Option("precision", "run", str, typer.Option("auto", "--precision", help="Backbone precision: auto (bf16 on recent GPUs and on CPUs with native bf16 matrix instructions that measure faster, fp32 elsewhere; the choice is printed), fp32, bf16 or fp16."),
            _precision, _field("precision")),
     Option("mode", "run", str, typer.Option("auto", "--mode", help="Preprocessing: auto (the model's own), crop (width 518, centre crop), pad (long side 518, white square), fit (long side 518, aspect kept), long-crop (DUSt3R 512: long side 512, crop to 16 px multiples) or square-crop (DUSt3R 224: centre square)."),
            _preprocess_mode, _field("preprocess_mode")),

@@ -434,7 +434,7 @@ def load_model(
         The network in eval mode, with ``model.info`` (a ``ModelInfo``).
     """
     from recon3d.devices import resolve_device
-    from recon3d.networks.precision import backbone_autocast_dtype
+    from recon3d.networks.precision import apply_precision, choose_precision
 
     device = resolve_device(device)
     source_str = str(source)
@@ -461,8 +461,10 @@ def load_model(
         log.warning("model %s has random weights: its predictions are placeholders, not a reconstruction", info.name)
     info.skipped_keys = getattr(model, "skipped_keys", [])
     model.info = info
-    model.backbone_dtype = backbone_autocast_dtype(precision, device)
-    return model.to(device).eval()
+    choice = choose_precision(precision, device)
+    if precision == "auto":
+        log.info("precision: %s (%s)", choice.name, choice.reason)
+    return apply_precision(model.to(device), choice, device).eval()
 
 
 MODEL_CACHE_SIZE = 2

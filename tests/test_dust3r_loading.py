@@ -44,7 +44,7 @@ def test_training_checkpoint_with_pickled_arguments_loads_with_weights_only(tmp_
     args = argparse.Namespace(model="__import__('os').system('echo pwned')", lr=1e-4)
     torch.save({"model": _with_aliases(weights), "args": args, "epoch": 3}, tmp_path / "checkpoint-best.pth")
     (tmp_path / "config.json").write_text(json.dumps(config))
-    model = load_model(tmp_path / "checkpoint-best.pth")
+    model = load_model(tmp_path / "checkpoint-best.pth", precision="fp32")
     assert isinstance(model, DUSt3R) and _same_weights(model, weights)
     assert model.config == DUSt3RConfig.from_dict(config)
 
@@ -58,7 +58,7 @@ def test_hugging_face_folder_without_alias_keys_loads(tmp_path, smallhead):
     hf_config.update(depth_mode=["exp", float("-inf"), float("inf")], conf_mode=["exp", 1, float("inf")],
                      patch_embed_cls="PatchEmbedDust3R", dpt=config["dpt"])
     (tmp_path / "config.json").write_text(json.dumps(hf_config))
-    model = load_model(tmp_path)
+    model = load_model(tmp_path, precision="fp32")
     assert _same_weights(model, weights)
     state = model.state_dict()
     assert torch.equal(state["downstream_head2.dpt.scratch.layer_rn.3.weight"],
@@ -71,7 +71,7 @@ def test_bare_checkpoint_sizes_are_read_off_the_tensors(tmp_path):
                           dpt={"feature_dim": 16, "last_dim": 8, "layer_dims": (8, 8, 16, 16), "hooks_idx": (0, 2, 3, 4)})
     model = DUSt3R(config).init_weights(seed=2).eval()
     torch.save({"model": model.state_dict()}, tmp_path / "my_224_run.pth")
-    loaded = load_model(tmp_path / "my_224_run.pth")
+    loaded = load_model(tmp_path / "my_224_run.pth", precision="fp32")
     assert loaded.config == config
     images = {"img": torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1}
     with torch.no_grad():

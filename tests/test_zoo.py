@@ -27,7 +27,7 @@ def test_safetensors_directory_round_trip(tmp_path):
     model = VGGT(config).init_weights(seed=3).eval()
     save_model(model, tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["architecture"] == "vggt"
-    loaded = load_model(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", precision="fp32")
     assert loaded.config == config
     for (k1, v1), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2)
@@ -41,7 +41,7 @@ def test_reference_layout_directory_loads(tmp_path, tiny_conv):
     """A folder laid out like the Hugging Face repo: model.safetensors + config.json."""
     (tmp_path / "model.safetensors").write_bytes((tiny_conv / "weights.safetensors").read_bytes())
     (tmp_path / "config.json").write_text((tiny_conv / "model_config.json").read_text())
-    model = load_model(tmp_path)
+    model = load_model(tmp_path, precision="fp32")
     ref = load_file(tiny_conv / "weights.safetensors")
     assert all(torch.equal(v, ref[k]) for k, v in model.state_dict().items())
 
@@ -50,7 +50,7 @@ def test_pt_file_of_tensors_loads(tmp_path, tiny_conv):
     weights = load_file(tiny_conv / "weights.safetensors")
     torch.save({"model": weights}, tmp_path / "model.pt")
     (tmp_path / "config.json").write_text((tiny_conv / "model_config.json").read_text())
-    model = load_model(tmp_path / "model.pt")
+    model = load_model(tmp_path / "model.pt", precision="fp32")
     assert torch.equal(model.state_dict()["camera_head.empty_pose_tokens"], weights["camera_head.empty_pose_tokens"])
 
 

@@ -1,41 +1,53 @@
 """Choice of compute precision for the transformer backbone.
 
 Heads always run in fp32 (on CUDA without TF32, see ``full_fp32``) and outputs are always
-fp32; only the backbone runs under autocast. Nothing here touches the CUDA API unless the device is a CUDA device, so a
-CPU-only torch build works.
+fp32; only the backbone runs in reduced precision. Nothing here touches the CUDA API unless
+the device is a CUDA device, so a CPU-only torch build works.
+
+On the CPU, ``auto`` means bf16 where the CPU has native bf16 matrix instructions (AMX or
+AVX512-BF16) and a short matrix-product measurement, cached per machine, confirms that bf16
+is faster there; fp32 elsewhere, where bf16 is emulated and several times slower. In bf16
+on the CPU the backbone's matrix weights are held in bf16 (half the memory, no cast per
+call). int8 dynamic quantisation was measured and is not offered: on VGGT-1B-size
+networks it missed the accuracy bound (see benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import logging
+import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-
-def backbone_autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """Autocast dtype for the backbone, or None for plain fp32.
-
-    ``"auto"`` means bf16 on CUDA devices of compute capability ≥ 8, fp16 on older
-    CUDA devices, and fp32 on the CPU (where bf16 is optional: it is faster on CPUs
-    with bf16 instructions but changes the numbers).
-    """
-    device = torch.device(device)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        major, _ = torch.cuda.get_device_capability(device)
-        return torch.bfloat16 if major >= 8 else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
 # CPU feature flags (as /proc/cpuinfo names them) of native bf16 matrix instructions.
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# bf16 is chosen on a CPU with native instructions when its matrix products measure at
+# least this much faster than fp32 (a margin for the fp32 work around them).
+MIN_BF16_SPEEDUP = 1.3
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """How a backbone runs: its ``autocast`` dtype (None: fp32), and the reason, for the one
+    line the user is shown."""
+
+    autocast: torch.dtype | None
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -57,6 +69,105 @@ def cpu_native_bf16() -> str | None:
     return next((flag for flag in NATIVE_BF16_FLAGS if flag in flags), None)
 
 
+def _cache_file() -> Path:
+    root = os.environ.get("RECON3D_CACHE_DIR")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recon3d"
+    return Path(root) / "cpu_bf16.json"
+
+
+def _measure_bf16_speedup(size: int = 768, repeats: int = 5) -> float:
+    """fp32 time over bf16 time of a ``size``-square matrix product (best of ``repeats``)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y  # the first call picks kernels and allocates
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(a, b) / best(a.bfloat16(), b.bfloat16())
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_speedup() -> float:
+    """How many times faster bf16 matrix products run than fp32 on this CPU, cached on disk.
+
+    Measured once per CPU kind, torch version and thread count (about 0.2 s) and kept in
+    ``$RECON3D_CACHE_DIR/cpu_bf16.json`` (default ``~/.cache/recon3d``); a cache that
+    cannot be read or written only costs a new measurement.
+    """
+    key = f"{cpu_native_bf16()}|{torch.__version__}|{torch.get_num_threads()}|{os.cpu_count()}"
+    path = _cache_file()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cached = {}
+    cached = cached if isinstance(cached, dict) else {}
+    if isinstance(cached.get(key), (int, float)):
+        return float(cached[key])
+    speedup = _measure_bf16_speedup()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**cached, key: speedup}), encoding="utf-8")
+    except OSError:
+        log.debug("could not write %s", path)
+    return speedup
+
+
+def choose_precision(precision: str, device: torch.device | str) -> PrecisionChoice:
+    """The backbone precision for ``precision`` (one of ``PRECISIONS``) on ``device``.
+
+    ``"auto"``: bf16 on CUDA devices of compute capability ≥ 8, fp16 on older ones; on the
+    CPU bf16 where it has native bf16 matrix instructions that measure at least
+    ``MIN_BF16_SPEEDUP`` times faster than fp32 (`bf16_speedup`), fp32 otherwise.
+    Raises ValueError for an unknown precision.
+    """
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return PrecisionChoice(dtype, "asked for")
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        dtype = torch.bfloat16 if major >= 8 else torch.float16
+        return PrecisionChoice(dtype, f"GPU of compute capability {major}.{minor}")
+    if device.type != "cpu":
+        return PrecisionChoice(None, f"no reduced precision on {device.type}")
+    flag = cpu_native_bf16()
+    if flag is None:
+        return PrecisionChoice(None, "this CPU has no native bf16 matrix instructions")
+    speedup = bf16_speedup()
+    if speedup < MIN_BF16_SPEEDUP:
+        return PrecisionChoice(None, f"the CPU has {flag}, but bf16 matrix products measured only "
+                                            f"{speedup:.1f}x fp32 here")
+    return PrecisionChoice(torch.bfloat16, f"the CPU has {flag}; bf16 matrix products measured "
+                                                  f"{speedup:.1f}x fp32 here")
+
+
+def apply_precision(model: nn.Module, choice: PrecisionChoice, device: torch.device | str) -> nn.Module:
+    """Set ``model`` (on ``device``, or on the meta device to be filled for ``device``) to run
+    its backbone as ``choice`` says.
+
+    The network's ``backbone_modules()`` are what runs in reduced precision. On the CPU in
+    bf16 their linear and convolution weights are converted to bf16 once, where autocast
+    would cast them on every call; norms, tokens and everything outside the backbone stay
+    fp32.
+    """
+    device = torch.device(device)
+    model.backbone_dtype = choice.autocast
+    if choice.autocast is torch.bfloat16 and device.type == "cpu":
+        for backbone in model.backbone_modules():
+            for module in backbone.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    module.to(torch.bfloat16)
+    return model
+
+
 def training_autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
     """Autocast dtype of the aggregator while training (None: fp32).
 
@@ -67,7 +178,7 @@ def training_autocast_dtype(precision: str, device: torch.device | str) -> torch
     device = torch.device(device)
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" or cpu_native_bf16() else None
-    return backbone_autocast_dtype(precision, device)
+    return choose_precision(precision, device).autocast
 
 
 @contextlib.contextmanager

@@ -74,6 +74,10 @@ class AnySplat(nn.Module):
         # the precision; the heads, the fusion and the adapter always run in full fp32.
         self.backbone_dtype: torch.dtype | None = None
 
+    def backbone_modules(self) -> list[nn.Module]:
+        """What runs in the backbone precision (`recon3d.networks.precision.apply_precision`)."""
+        return [self.encoder.aggregator]
+
     def load_checkpoint(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
         """Load released or parity weights strictly, in fp32; return the skipped (distill teacher) keys.
 

@@ -84,6 +84,11 @@ class DUSt3R(nn.Module):
         # Autocast dtype of the encoder and decoders (None = fp32); see recon3d.networks.precision.
         self.backbone_dtype: torch.dtype | None = None
 
+    def backbone_modules(self) -> list[nn.Module]:
+        """What runs in the backbone precision (`recon3d.networks.precision.apply_precision`)."""
+        return [self.patch_embed, self.enc_blocks, self.enc_norm, self.decoder_embed, self.dec_blocks,
+                self.dec_blocks2, self.dec_norm]
+
     def _backbone_context(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.backbone_dtype is None:
             return contextlib.nullcontext()

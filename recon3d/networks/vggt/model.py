@@ -85,6 +85,10 @@ class VGGT(nn.Module):
         self.load_state_dict(kept, strict=True, assign=any(p.is_meta for p in self.parameters()))
         return skipped
 
+    def backbone_modules(self) -> list[nn.Module]:
+        """What runs in the backbone precision (`recon3d.networks.precision.apply_precision`)."""
+        return [self.aggregator]
+
     def _backbone_context(self, device: torch.device) -> contextlib.AbstractContextManager:
         if self.backbone_dtype is None:
             return contextlib.nullcontext()
