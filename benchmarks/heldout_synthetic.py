@@ -8,6 +8,7 @@ import argparse
 import json
 
 import torch
+from common import cpu_model
 from rich.console import Console
 from rich.table import Table
 
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--merge", default="off", help="token merging: off, auto or a ratio (as recon3d --merge)")
+    parser.add_argument("--textures", default="classic",
+                        help="texture family of the scenes (classic, natural, mixed, training, heldout)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split("x"))
@@ -34,10 +37,10 @@ def main() -> None:
     summary = evaluate_heldout(
         model, args.kinds, args.scenes, args.views, (width, height),
         on_scene=lambda kind, seed, row: console.print(kind, seed, {k: round(v, 4) for k, v in row.items()}),
-        token_merging=parse_merge_option(args.merge),
+        token_merging=parse_merge_option(args.merge), textures=args.textures,
     )
     table = Table(title=f"{args.model} on held-out procedural scenes ({args.scenes} per kind, {args.views} views, "
-                        f"{args.size}, merge {args.merge})")
+                        f"{args.size}, merge {args.merge}, textures {args.textures}; {cpu_model()})")
     table.add_column("kind")
     for key in HEADLINE:
         table.add_column(key)

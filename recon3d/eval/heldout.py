@@ -46,13 +46,15 @@ def evaluate_heldout(
     size_wh: tuple[int, int] = (504, 378),
     on_scene: Callable[[str, int, dict[str, float]], None] | None = None,
     token_merging=None,
+    textures: str = "classic",
 ) -> dict[str, dict[str, float]]:
     """Mean headline metrics per scene kind over seeds ``0 .. num_scenes-1``.
 
     Images are rendered at ``size_wh`` and go through the normal pipeline
     (preprocessing included), so the numbers are what a user of the model gets.
     ``token_merging`` (a `recon3d.networks.token_merging.MergeConfig`) runs the model
-    with merged global attention.
+    with merged global attention. ``textures`` is the scenes' texture family
+    (`recon3d.synth.textures.TEXTURE_FAMILIES`; "heldout" was never trained on).
     """
     from recon3d.pipeline import reconstruct
     from recon3d.refine import RefineOptions
@@ -64,7 +66,7 @@ def evaluate_heldout(
     for kind in kinds:
         rows = []
         for seed in range(num_scenes):
-            scene = make_scene(kind, seed, num_views, size_wh)
+            scene = make_scene(kind, seed, num_views, size_wh, textures=textures)
             prediction = reconstruct([Image.fromarray(im) for im in scene.images], model, settings)
             prediction.names = list(scene.names)
             row = headline(evaluate_prediction(prediction, scene_reference(scene), max_points=20_000))
