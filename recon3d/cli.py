@@ -436,6 +436,7 @@ def train(
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from these model weights (a model folder) when the run folder has no checkpoint; the optimiser starts fresh."),
     start_step: int = typer.Option(0, "--start-step", min=0, help="With --init-from: the step the weights were trained to (sets the learning-rate schedule)."),
     scene_cache: Optional[Path] = typer.Option(None, "--scene-cache", help="Folder of rendered training scenes: read when present, filled otherwise (a resumed or GPU run then renders nothing twice)."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", min=0.1, help="Stop with a checkpoint after this many minutes (the schedule still follows the recipe's steps); resume later."),
     precision: str = typer.Option("auto", "--precision", help="Aggregator precision while training: auto (bf16 on CUDA and on CPUs with native bf16 instructions, fp32 elsewhere), fp32 or bf16."),
 ) -> None:
     """Train a small VGGT on procedurally generated scenes (resumes by default)."""
@@ -450,7 +451,7 @@ def train(
     if precision not in ("auto", "fp32", "bf16"):
         raise _bad_value(f"must be auto, fp32 or bf16, got {precision!r}", "--precision")
     overrides = {k: v for k, v in {"steps": steps, "render_workers": workers, "threads": threads,
-                                   "device": device, "precision": precision,
+                                   "device": device, "precision": precision, "max_minutes": minutes,
                                    "scene_cache": None if scene_cache is None else str(scene_cache)}.items()
                  if v is not None}
     if fresh and (output / "checkpoint.pt").exists():

@@ -236,3 +236,12 @@ def test_batches_hold_one_size_and_cached_scenes_read_back_equal(tmp_path):
     batch = pool.draw_batch(3, 3, torch.Generator().manual_seed(1), patch=14)
     assert batch.images.shape[:3] == (3, 3, 3) and batch.matches.shape[:3] == (3, 3, 3)
     assert batch.extrinsics.shape == (3, 3, 3, 4) and batch.depth.shape[2:] == batch.images.shape[3:]
+
+
+def test_a_time_budget_stops_training_with_a_checkpoint(tmp_path):
+    cfg = TrainConfig(model=MICRO, steps=1000, warmup=1, max_views=2, sizes_wh=[(56, 42)], views_per_scene=3,
+                      pool_size=1, render_workers=0, log_every=1, checkpoint_every=1000, validate_every=1000,
+                      kinds={"object": 1.0}, max_minutes=0.002)  # 0.12 s: a step or two
+    train(cfg, tmp_path)
+    step = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]
+    assert 1 <= step < 1000

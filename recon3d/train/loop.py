@@ -83,6 +83,9 @@ class TrainConfig:
     # under bf16 autocast (the heads and losses stay fp32), as at inference.
     device: str = "cpu"
     seed: int = 0
+    # Stop (with a checkpoint) after this many minutes of this invocation, e.g. to fit a
+    # lent GPU's time; None: run to ``steps``. The schedule still follows ``steps``.
+    max_minutes: float | None = None
     log_every: int = 10
     checkpoint_every: int = 200
     validate_every: int = 500
@@ -268,8 +271,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     validation = _validation_samples(cfg)
     model.train()
     log_file = open(run_dir / "log.jsonl", "a", encoding="utf-8")
+    deadline = None if cfg.max_minutes is None else time.monotonic() + 60 * cfg.max_minutes
     try:
         while step < cfg.steps:
+            if deadline is not None and time.monotonic() > deadline:
+                log.info("stopping at step %d: the %.1f-minute budget is spent", step, cfg.max_minutes)
+                _save_checkpoint(run_dir, model, optimizer, step, pool.counter)
+                break
             started = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
