@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_INPUT ?= assets/scenes/object_8/images
 DEMO_OUT ?= out/demo
 
-.PHONY: setup setup-test demo test test-fast test-slow bench ui clean
+.PHONY: setup setup-test demo test test-fast test-slow bench ui clean train-gpu
 
 setup: $(VENV)/.setup-done
 setup-test: $(VENV)/.test-setup-done
@@ -53,6 +53,18 @@ ui: setup
 
 bench: setup
 	$(PY) benchmarks/vggt_cpu.py
+
+# On a lent GPU (a CUDA build of torch installed): continue the embedded model from the
+# shipped weights for TRAIN_MINUTES on a longer schedule, rendering scenes with 12 workers,
+# and copy the new weights (config.json, model.safetensors: 25 MB) to OUT.
+TRAIN_MINUTES ?= 9
+TRAIN_STEPS ?= 20000
+SHIPPED_STEP ?= 600
+OUT ?= out/gpu-train
+train-gpu: setup
+	$(VENV)/bin/recon3d train recon3d-tiny -o runs/gpu --device cuda --workers 12 --steps $(TRAIN_STEPS) \
+		--minutes $(TRAIN_MINUTES) --init-from models/recon3d-tiny --start-step $(SHIPPED_STEP)
+	mkdir -p $(OUT) && cp runs/gpu/model/config.json runs/gpu/model/model.safetensors runs/gpu/log.jsonl $(OUT)/
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
