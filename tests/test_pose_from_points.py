@@ -84,8 +84,10 @@ def test_a_model_that_reads_cameras_from_points_returns_the_solved_cameras():
                         dpt={"features": 8, "out_channels": [8, 8, 16, 16], "intermediate_layer_idx": [0, 1, 0, 1]},
                         enable_track=False, cameras_from="points")
     images = torch.zeros(3, 3, 42, 56)
-    solved = predict_tensors(Exact(config), images)["extrinsics_w2c"]
-    assert np.allclose(solved[:, :3], ext[:, :3], atol=1e-4)
+    arrays = predict_tensors(Exact(config), images)
+    assert np.allclose(arrays["extrinsics_w2c"][:, :3], ext[:, :3], atol=1e-4)
+    # Points are re-made from depth and the solved cameras: the true points where depth is valid.
+    assert np.allclose(arrays["points"][scene.masks], points[scene.masks], atol=1e-4)
     config.cameras_from = "head"
     from_head = predict_tensors(Exact(config), images)["extrinsics_w2c"]
     assert np.allclose(from_head[:, :3], identity.numpy(), atol=1e-5)

@@ -32,7 +32,9 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     points ``[S,H,W,3]``, points_conf ``[S,H,W]``. A network without a point-map head
     gets its points from depth and cameras, with the depth confidence. A network whose
     config says ``cameras_from="points"`` gets its poses solved from depth and point maps
-    (the camera head still gives the intrinsics), view 0 being the world frame.
+    (the camera head still gives the intrinsics), and then its points from depth and those
+    poses, so that points, depth and cameras agree exactly (as pixel-aligned Gaussians and
+    refinement need).
     """
     from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
     from recon3d.geometry.pose_from_points import cameras_from_points
@@ -46,10 +48,11 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
         return t.detach().float().cpu().numpy()
 
     depth = out["depth"][0, ..., 0]
-    if model.config.cameras_from == "points":
+    from_points = model.config.cameras_from == "points"
+    if from_points:
         weights = out["depth_conf"][0] * out["world_points_conf"][0]
         extrinsics = cameras_from_points(depth.float(), out["world_points"][0].float(), weights, intrinsics)
-    if "world_points" in out:
+    if "world_points" in out and not from_points:
         points, points_conf = out["world_points"][0], out["world_points_conf"][0]
     else:
         points = unproject_depth(depth, extrinsics, intrinsics)
