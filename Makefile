@@ -59,7 +59,7 @@ bench: setup
 # and copy the new weights (config.json, model.safetensors: 25 MB) to OUT.
 TRAIN_MINUTES ?= 9
 TRAIN_STEPS ?= 20000
-SHIPPED_STEP ?= 600
+SHIPPED_STEP ?= 500
 OUT ?= out/gpu-train
 train-gpu: setup
 	$(VENV)/bin/recon3d train recon3d-tiny -o runs/gpu --device cuda --workers 12 --steps $(TRAIN_STEPS) \

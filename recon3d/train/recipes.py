@@ -1,38 +1,8 @@
 """Named training recipes. ``recon3d train recon3d-tiny`` reproduces the embedded model."""
 from __future__ import annotations
 
-from recon3d.networks.vggt import VGGTConfig
 from recon3d.train.loop import TrainConfig
-
-
-def recon3d_tiny_config() -> VGGTConfig:
-    """The network the recon3d-tiny recipe trains: a 28-pixel-patch VGGT working at width 252.
-
-    28-pixel patches at width 252 give 9x7 tokens per 4:3 view, so 8 views run in well
-    under a second on two CPU cores: on a CPU budget the model gets many samples rather
-    than fine pixels. It trains at the sizes it is used at (widths 196-280), so
-    positions are never extrapolated.
-
-    Cameras are read from geometry (``cameras_from="points"``): the point-map head
-    predicts every pixel in the reference frame, and each view's pose is the rigid motion
-    carrying its depth onto its point map (`recon3d.geometry.pose_from_points`). A pose
-    regressed from one token per view let earlier runs ignore the other views and
-    predict one mean pose; the camera head stays as an auxiliary task and gives the
-    field of view.
-
-    Unlike VGGT-1B (DINOv2 tokens, LayerScale 0.01) it trains from scratch: its conv
-    patch tokens are LayerNormed and its residual branches start at full weight
-    (LayerScale 1.0). With VGGT's settings the conv tokens grew to norms near 160
-    while the blocks added about 0.01 each, so the camera tokens of different views
-    stayed equal to 0.2 % and every view got the same pose.
-    """
-    return VGGTConfig(
-        img_size=252, patch_size=28, embed_dim=128, depth=8, num_heads=4, init_values=1.0,
-        patch_embed={"type": "conv", "norm": True},
-        camera_head={"trunk_depth": 2, "num_heads": 4, "init_values": 1.0},
-        dpt={"features": 32, "out_channels": [32, 64, 128, 128], "intermediate_layer_idx": [1, 3, 5, 7]},
-        enable_point=True, enable_track=False, cameras_from="points",
-    )
+from recon3d.zoo import recon3d_tiny_config
 
 
 RECIPES: dict[str, TrainConfig] = {
@@ -40,7 +10,7 @@ RECIPES: dict[str, TrainConfig] = {
         model=recon3d_tiny_config(),
         # 16 scenes per optimiser step (two passes of 8): one scene per step gave at most
         # 7 pose targets per gradient, far below any published recipe.
-        steps=900,
+        steps=500,
         batch=8,
         accumulate=2,
         lr=1e-3,
