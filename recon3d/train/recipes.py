@@ -4,7 +4,6 @@ from __future__ import annotations
 from recon3d.train.loop import TrainConfig
 from recon3d.zoo import recon3d_tiny_config
 
-
 RECIPES: dict[str, TrainConfig] = {
     "recon3d-tiny": TrainConfig(
         model=recon3d_tiny_config(),
