@@ -297,12 +297,16 @@ def test_the_web_app_loads_models_on_the_gpu_and_says_so(fake_cuda, monkeypatch)
     loaded = []
     monkeypatch.setattr(zoo, "_CACHE", type(zoo._CACHE)())  # loads, not earlier tests' cached models
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: "Fake GPU 80GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
     monkeypatch.setattr("recon3d.zoo.load_model", lambda name, device, precision: loaded.append((name, device)) or object())
     model, line = UIConfig().load_model("vggt-untrained-small")
     assert loaded == [("vggt-untrained-small", torch.device("cuda", 0))]
-    assert line == "model vggt-untrained-small on cuda:0 (Fake GPU 80GB)"
-    zoo_loader("cpu")("vggt-untrained-small")
+    assert line == ("model vggt-untrained-small on cuda:0 (Fake GPU 80GB), backbone in bf16 "
+                    "(GPU of compute capability 9.0)")
+    monkeypatch.setattr("recon3d.networks.precision.cpu_native_bf16", lambda: None)
+    _, line = zoo_loader("cpu")("vggt-untrained-small")
     assert loaded[-1] == ("vggt-untrained-small", torch.device("cpu"))
+    assert line.endswith("backbone in fp32 (this CPU has no native bf16 matrix instructions)")
 
 
 # --- the prepared GPU check -------------------------------------------------------------------

@@ -40,12 +40,15 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 def zoo_loader(device: str = "auto") -> Callable[[str], tuple[object, str]]:
     """Zoo loader on ``device`` (``auto``: the GPU when there is one), through the one model
-    cache (`recon3d.zoo.cached_model`); returns (model, a line saying which model runs where, and why)."""
+    cache (`recon3d.zoo.cached_model`); returns (model, a line saying which model runs where,
+    in which backbone precision, and why)."""
     from recon3d.devices import describe_device, resolve_device
+    from recon3d.networks.precision import choose_precision
     from recon3d.zoo import cached_model, resolve_auto
 
     torch_device = resolve_device(device)
-    where = f"on {describe_device(torch_device)}"
+    precision = choose_precision("auto", torch_device)
+    where = f"on {describe_device(torch_device)}, backbone in {precision.name} ({precision.reason})"
 
     def load(name: str):
         line = f"model {name} {where}"
