@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recon3d.geometry.cameras import pose_encoding_to_cameras
-from recon3d.geometry.pose_from_points import cameras_from_points
+from recon3d.networks.vggt.family import solved_cameras
 from recon3d.synth import make_scene
 from recon3d.train.data import sample_from_scene
 from recon3d.train.matching import attention_on_matches, capture_queries_keys
@@ -56,8 +56,7 @@ def run(model, images: torch.Tensor) -> dict:
     result = {"depth": out["depth"][0, ..., 0], "camera_token": layers[model.config.depth - 1][0, :, 0],
               "rot_head": extrinsics[:, :3, :3].double().numpy()}
     if "world_points" in out:
-        solved = cameras_from_points(out["depth"][0, ..., 0], out["world_points"][0],
-                                     out["depth_conf"][0] * out["world_points_conf"][0], intrinsics)
+        solved = solved_cameras(out, intrinsics)
         result["rot_points"] = solved[:, :3, :3].double().numpy()
     return result
 

@@ -182,7 +182,7 @@ def validate(model: VGGT, samples: list[Sample], cfg: TrainConfig) -> dict[str, 
 def rotation_errors(model: VGGT, sample: Sample) -> dict[str, float]:
     """Mean rotation error in degrees (views 1..S-1 against view 0) of the head's and the solved cameras."""
     from recon3d.geometry.cameras import pose_encoding_to_cameras
-    from recon3d.geometry.pose_from_points import cameras_from_points
+    from recon3d.networks.vggt.family import solved_cameras
 
     out = model(sample.images)
     h, w = sample.images.shape[-2:]
@@ -190,8 +190,7 @@ def rotation_errors(model: VGGT, sample: Sample) -> dict[str, float]:
     extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"][0].float(), (h, w))
     errors = {"rot_err_head": _mean_angle(extrinsics[1:, :3, :3].double(), truth)}
     if "world_points" in out:
-        weights = out["depth_conf"][0] * out["world_points_conf"][0]
-        solved = cameras_from_points(out["depth"][0, ..., 0], out["world_points"][0], weights, intrinsics)
+        solved = solved_cameras(out, intrinsics)
         errors["rot_err_points"] = _mean_angle(solved[1:, :3, :3].double(), truth)
     return errors
 

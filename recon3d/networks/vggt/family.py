@@ -24,6 +24,16 @@ def _config_from_json(data: dict[str, Any]) -> VGGTConfig:
     return VGGTConfig(**data) if set(data) <= _CONSTRUCTOR_KEYS else VGGTConfig.from_dict(data)
 
 
+def solved_cameras(out: Mapping[str, Any], intrinsics: torch.Tensor) -> torch.Tensor:
+    """``[S,3,4]`` world-to-camera poses solved from the first batch entry's depth and point
+    maps (`recon3d.geometry.pose_from_points`), each pixel weighted by the product of its
+    depth and point confidences; ``intrinsics [S,3,3]``."""
+    from recon3d.geometry.pose_from_points import cameras_from_points
+
+    weights = out["depth_conf"][0] * out["world_points_conf"][0]
+    return cameras_from_points(out["depth"][0, ..., 0].float(), out["world_points"][0].float(), weights, intrinsics)
+
+
 @torch.inference_mode()
 def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; return per-view fp32 numpy arrays.
@@ -37,7 +47,6 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     refinement need).
     """
     from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
-    from recon3d.geometry.pose_from_points import cameras_from_points
 
     device = next(model.parameters()).device
     out = model(images.to(device))
@@ -50,8 +59,7 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     depth = out["depth"][0, ..., 0]
     from_points = model.config.cameras_from == "points"
     if from_points:
-        weights = out["depth_conf"][0] * out["world_points_conf"][0]
-        extrinsics = cameras_from_points(depth.float(), out["world_points"][0].float(), weights, intrinsics)
+        extrinsics = solved_cameras(out, intrinsics)
     if "world_points" in out and not from_points:
         points, points_conf = out["world_points"][0], out["world_points_conf"][0]
     else:
