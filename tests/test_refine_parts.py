@@ -196,3 +196,53 @@ def test_reprojection_errors_and_mean_match_pycolmap():
     # Dropping one view's observations keeps every track (each still has two).
     kept = subset_tracks(tracks, tracks.view != 2)
     assert kept.num_tracks == num_tracks and kept.num_observations == 2 * num_tracks
+
+
+def test_sift_in_worker_processes_equals_in_process():
+    """Worker processes give the same keypoints and descriptors, in the input order, as the
+    calling process; also checks the keypoints are scaled back from the detection size."""
+    import PIL.Image
+
+    from recon3d.refine.features import extract_features
+    from recon3d.synth import make_scene
+
+    scene = make_scene("object", 3, 4, (160, 120))
+    # Different sizes per image, one shrunk for detection, so an order mix-up or a wrong
+    # scale would show.
+    images = [PIL.Image.fromarray(im).resize((160 + 40 * i, 120 + 30 * i)) for i, im in enumerate(scene.images)]
+    here = extract_features(images, 300, max_image_size=220, workers=1)
+    spread = extract_features(images, 300, max_image_size=220, workers=2)
+    assert [len(f) for f in here] == [len(f) for f in spread] and min(len(f) for f in here) > 20
+    for a, b in zip(here, spread):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        torch.testing.assert_close(a.descriptors, b.descriptors, rtol=0, atol=0)
+    # The last image (280x210) was detected at 220 px wide: keypoints span its full width.
+    assert here[-1].keypoints[:, 0].max() > 220
+
+
+def test_sift_workers_that_fail_leave_the_work_to_this_process(monkeypatch):
+    """A worker that cannot start or dies costs time, not features: the same result comes
+    back, and progress still counts every image once."""
+    import subprocess
+
+    from recon3d.refine import sift
+
+    rng = np.random.default_rng(0)
+    greys = [(rng.random((90, 120)) * 255).astype(np.uint8) for _ in range(4)]
+    expected = sift.detect_all(greys, [-1] * 4, 200, 0.002, workers=1)
+    real_popen = subprocess.Popen
+
+    def popen(args, **kwargs):  # the first worker cannot start, the second dies
+        if popen.calls == 0:
+            popen.calls += 1
+            raise OSError("no process for you")
+        return real_popen([args[0], "-c", "import sys; sys.exit(3)"], **kwargs)
+
+    popen.calls = 0
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    done = []
+    got = sift.detect_all(greys, [-1] * 4, 200, 0.002, workers=2, on_image=done.append)
+    assert done == [1, 2, 3, 4]
+    for (xy_a, desc_a), (xy_b, desc_b) in zip(expected, got):
+        np.testing.assert_array_equal(xy_a, xy_b)
+        np.testing.assert_array_equal(desc_a, desc_b)

@@ -77,6 +77,10 @@ def _options(refine_focal: bool, loss_scale_px: float):
     options.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
     options.ceres.loss_function_scale = loss_scale_px
     options.ceres.solver_options.max_num_iterations = 100
+    # pycolmap's default (0) never stops on the cost: every solve ran all 100 iterations
+    # for changes far below a pixel. Ceres' own default stops when an iteration lowers the
+    # cost by less than this fraction.
+    options.ceres.solver_options.function_tolerance = 1e-6
     return options
 
 

@@ -6,12 +6,15 @@ pixel's centre at (0.5, 0.5)), which is what COLMAP's SIFT returns and what
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import PIL.Image
 import torch
+
+from recon3d.refine.sift import detect_all
 
 # Photos whose (detection-size) long side is below this get SIFT's upsampled first octave.
 UPSAMPLE_BELOW_PX = 1000
@@ -30,7 +33,7 @@ class ViewFeatures:
 
 
 def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096, max_image_size: int = 1600,
-                     peak_threshold: float = 0.002, threads: int = -1,
+                     peak_threshold: float = 0.002, workers: int | None = None,
                      on_image: Callable[[int], None] | None = None) -> list[ViewFeatures]:
     """SIFT (COLMAP's CPU implementation, RootSIFT-normalised) on each image's grey levels.
 
@@ -39,45 +42,43 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
     the count bounded on busy photos.
 
     Images larger than ``max_image_size`` on their long side are shrunk for detection;
-    keypoints are scaled back to the original pixels. ``on_image`` hears the number of
-    images done after each one.
+    keypoints are scaled back to the original pixels. ``workers`` processes share the
+    images (None: one per CPU core available, at most 8; 1: in this process, as also
+    when processes cannot be started). ``on_image`` hears the number of images done
+    after each one.
     """
-    import pycolmap
-
-    extractors = {}
-
-    def extractor_for(first_octave: int):
-        if first_octave not in extractors:
-            options = pycolmap.FeatureExtractionOptions()
-            options.num_threads = threads
-            options.sift.max_num_features = max_features
-            options.sift.peak_threshold = peak_threshold
-            options.sift.first_octave = first_octave
-            extractors[first_octave] = pycolmap.FeatureExtractor.create(options, device=pycolmap.Device.cpu)
-        return extractors[first_octave]
-
-    features = []
-    for image in images:
-        grey = image.convert("L")
-        factor = min(1.0, max_image_size / max(grey.size))
-        if factor < 1.0:
-            grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
-                               PIL.Image.Resampling.LANCZOS)
-        # COLMAP's upsampled first octave finds the small keypoints a small photo needs;
-        # on a large one it costs 5x the time for keypoints the scale cut below drops.
-        first_octave = -1 if max(grey.size) < UPSAMPLE_BELOW_PX else 0
-        keypoints, descriptors = extractor_for(first_octave).extract_from_uint8_array(
-            np.ascontiguousarray(np.asarray(grey)))
-        shape = np.array([(k.x, k.y, k.compute_scale()) for k in keypoints], dtype=np.float64).reshape(-1, 3)
-        desc = np.asarray(descriptors.data, dtype=np.float32).reshape(-1, 128)
-        # The extractor returns more than max_features (orientations, octaves); keep the
-        # largest-scale keypoints, which survive viewpoint changes best.
-        keep = np.argsort(-shape[:, 2], kind="stable")[:max_features]
-        xy = shape[keep, :2] * np.array([image.width / grey.width, image.height / grey.height])
-        features.append(ViewFeatures(xy, torch.nn.functional.normalize(torch.from_numpy(desc[keep]), dim=1)))
-        if on_image is not None:
-            on_image(len(features))
+    workers = _worker_count(workers, len(images))
+    features: list[ViewFeatures] = []
+    # A chunk of images at a time: a thousand grey photos would otherwise sit in memory
+    # (and in the workers' input files) at once.
+    chunk = 32 * workers
+    for first in range(0, len(images), chunk):
+        part = images[first:first + chunk]
+        greys, octaves = [], []
+        for image in part:
+            grey = image.convert("L")
+            factor = min(1.0, max_image_size / max(grey.size))
+            if factor < 1.0:
+                grey = grey.resize((max(1, round(grey.width * factor)), max(1, round(grey.height * factor))),
+                                   PIL.Image.Resampling.LANCZOS)
+            greys.append(np.asarray(grey))
+            # COLMAP's upsampled first octave finds the small keypoints a small photo needs;
+            # on a large one it costs 5x the time for keypoints that `detect`'s scale cut drops.
+            octaves.append(-1 if max(grey.size) < UPSAMPLE_BELOW_PX else 0)
+        progress = None if on_image is None else (lambda done, offset=first: on_image(offset + done))
+        detected = detect_all(greys, octaves, max_features, peak_threshold, min(workers, max(1, len(part) // 2)),
+                              progress)
+        for image, grey, (xy, desc) in zip(part, greys, detected):
+            xy = xy * np.array([image.width / grey.shape[1], image.height / grey.shape[0]])
+            features.append(ViewFeatures(xy, torch.nn.functional.normalize(torch.from_numpy(desc), dim=1)))
     return features
+
+
+def _worker_count(workers: int | None, num_images: int) -> int:
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    # Starting a worker costs about a third of a second: not worth it for a few images.
+    return max(1, min(workers, num_images // 2))
 
 
 def match_descriptors(desc_a: torch.Tensor, desc_b: torch.Tensor, ratio: float = 0.8) -> np.ndarray:
@@ -107,13 +108,15 @@ def match_descriptors(desc_a: torch.Tensor, desc_b: torch.Tensor, ratio: float =
     return torch.stack([a_index[keep], best_b[keep]], dim=1).numpy().astype(np.int64)
 
 
-def ransac_options(max_error_px: float, seed: int):
-    """pycolmap's RANSAC settings with an inlier threshold in pixels and a fixed seed (repeatable runs)."""
+def ransac_options(max_error_px: float, seed: int, min_trials: int = 1000):
+    """pycolmap's RANSAC settings with an inlier threshold in pixels, a fixed seed
+    (repeatable runs) and at least ``min_trials`` hypotheses (COLMAP's default 1,000)."""
     import pycolmap
 
     options = pycolmap.RANSACOptions()
     options.max_error = max_error_px
     options.random_seed = seed
+    options.min_num_trials = min_trials
     return options
 
 
