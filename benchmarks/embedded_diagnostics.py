@@ -11,6 +11,11 @@
 3. Per global-attention layer, the attention mass (full softmax, mean over heads) on
    the patch of another view that sees the same surface point, as a multiple of
    uniform attention.
+4. What the cameras lack: poses solved in closed form from the network's own depth and
+   intrinsics (patch centres lifted, a RANSAC similarity per pair, chained over a
+   spanning tree as refinement does), once with the true patch correspondences (what
+   a perfect matching step would give) and once with mutual nearest neighbours of the
+   network's last-layer patch tokens (what the network's features give).
 
 Images are rendered at the model's working width (4:3, height a multiple of the patch)
 and fed to the network directly. Seeds are the held-out ones (below training's).
@@ -26,8 +31,10 @@ from common import cpu_model
 from rich.console import Console
 from rich.table import Table
 
+from recon3d.eval.metrics import camera_metrics
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.networks.vggt.family import solved_cameras
+from recon3d.refine.initial import chain_poses, ransac_similarity
 from recon3d.synth import make_scene
 from recon3d.train.data import sample_from_scene
 from recon3d.train.matching import attention_on_matches, capture_queries_keys
@@ -53,12 +60,51 @@ def run(model, images: torch.Tensor) -> dict:
         hook.remove()
     h, w = images.shape[-2:]
     extrinsics, intrinsics = pose_encoding_to_cameras(out["pose_enc"][0].float(), (h, w))
-    result = {"depth": out["depth"][0, ..., 0], "camera_token": layers[model.config.depth - 1][0, :, 0],
+    last = layers[model.config.depth - 1][0]
+    result = {"depth": out["depth"][0, ..., 0], "camera_token": last[:, 0],
+              "patch_tokens": last[:, model.aggregator.patch_start_idx:], "intrinsics": intrinsics,
               "rot_head": extrinsics[:, :3, :3].double().numpy()}
     if "world_points" in out:
         solved = solved_cameras(out, intrinsics)
         result["rot_points"] = solved[:, :3, :3].double().numpy()
     return result
+
+
+def cameras_from_matches(depth: torch.Tensor, intrinsics: torch.Tensor, matches: np.ndarray, patch: int) -> np.ndarray:
+    """``[S,4,4]`` world-to-camera poses from ``depth [S,H,W]``, ``intrinsics [S,3,3]`` and patch
+    correspondences ``matches [S,S,P]`` (-1: none): patch centres lifted with the depth, a
+    RANSAC similarity per pair, chained over a maximum spanning tree. Views it cannot reach
+    keep the identity (their pairs then count as errors)."""
+    views, height, width = depth.shape
+    rows, cols = np.divmod(np.arange((height // patch) * (width // patch)), width // patch)
+    v, u = rows * patch + patch // 2, cols * patch + patch // 2
+    z = depth[:, v, u].double().numpy()
+    k = intrinsics.double().numpy()
+    points = np.stack([(u + 0.5 - k[:, None, 0, 2]) / k[:, None, 0, 0] * z,
+                       (v + 0.5 - k[:, None, 1, 2]) / k[:, None, 1, 1] * z, z], axis=-1)
+    motions = {}
+    for i in range(views):
+        for j in range(i + 1, views):
+            found = np.flatnonzero(matches[i, j] >= 0)
+            motion, _ = ransac_similarity(points[i, found], points[j, matches[i, j, found]], threshold=0.1,
+                                          min_inliers=6)
+            if motion is not None:
+                motions[(i, j)] = motion
+    w2c = np.repeat(np.eye(4)[None], views, 0)
+    if motions:
+        start = chain_poses(views, motions, w2c, agree_deg=0.0)
+        w2c[:, :3, :3], w2c[:, :3, 3] = start.rotations, start.translations
+    return w2c
+
+
+def token_matches(tokens: torch.Tensor) -> np.ndarray:
+    """``[S,S,P]`` mutual nearest neighbours (cosine) of patch tokens ``[S,P,C]`` between views."""
+    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    best = torch.einsum("ipc,jqc->ijpq", unit, unit).argmax(-1)  # [S,S,P]
+    back = best.transpose(0, 1).gather(2, best)  # the match's own best match in view i
+    out = torch.where(back == torch.arange(tokens.shape[1]), best, -1)
+    out[torch.arange(len(tokens)), torch.arange(len(tokens))] = -1
+    return out.numpy()
 
 
 def main() -> None:
@@ -82,6 +128,7 @@ def main() -> None:
         return sample_from_scene(scene, np.arange(args.views), generator, augment=False, patch=patch)
 
     swap_depth, swap_token, rows = [], [], []
+    solved_auc: dict[str, list[float]] = {"true patch correspondences": [], "network's patch tokens": []}
     mass = np.zeros(model.config.depth)
     for seed in range(args.scenes):
         a, b = sample(seed), sample(seed + 1000)
@@ -99,6 +146,11 @@ def main() -> None:
                 rows += [{"source": source, "true": float(t), "error": float(e), "predicted": float(p)}
                          for t, e, p in zip(true_angle, angle_deg(predicted, truth),
                                             angle_deg(np.repeat(np.eye(3)[None], len(truth), 0), predicted))]
+        truth_w2c = np.repeat(np.eye(4)[None], args.views, 0)
+        truth_w2c[:, :3] = a.extrinsics.double().numpy()
+        for name, matches in zip(solved_auc, (a.matches.numpy(), token_matches(out_a["patch_tokens"]))):
+            w2c = cameras_from_matches(out_a["depth"], out_a["intrinsics"], matches, patch)
+            solved_auc[name].append(camera_metrics(w2c, truth_w2c)["auc@30"])
         for layer, block in enumerate(model.aggregator.global_blocks):
             with capture_queries_keys(block.attn) as captured:
                 model(a.images)
@@ -138,6 +190,13 @@ def main() -> None:
         att.add_column(f"global {layer}")
     att.add_row(*(f"{m:.2f}" for m in mass))
     console.print(att)
+    solve = Table(title="4. pose AUC@30 of cameras solved from the network's depth and intrinsics, by correspondences")
+    solve.add_column("correspondences")
+    solve.add_column("AUC@30 (mean over scenes)")
+    for name, values in solved_auc.items():
+        solve.add_row(name, f"{np.mean(values):.3f}")
+    console.print(solve)
+    summary["solved_auc30"] = {name: float(np.mean(values)) for name, values in solved_auc.items()}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=1)

@@ -87,7 +87,8 @@ def _detect_in_workers(greys, first_octaves, max_features, peak_threshold, worke
                      **{f"grey{i}": greys[i] for i in indices})
             try:
                 process = subprocess.Popen([sys.executable, "-m", "recon3d.refine.sift", str(inputs), str(outputs)],
-                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                           env=env, text=True)
             except OSError:
                 continue
             threading.Thread(target=_forward_lines, args=(process.stdout, finished), daemon=True).start()
