@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -221,14 +222,19 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     pairs = [(i, j) for i, j in pairs if valid[i] and valid[j]]
     total = num_views + len(pairs)
     on_progress(num_views, total)
-    matches: dict[tuple[int, int], np.ndarray] = {}
-    for done, (i, j) in enumerate(pairs):
+    def match_pair(pair: tuple[int, int]) -> np.ndarray:
+        i, j = pair
         candidates = match_descriptors(features[i].descriptors, features[j].descriptors, options.ratio)
-        verified = verify_matches(features[i].keypoints, features[j].keypoints, candidates,
-                                  options.max_error_px, options.min_pair_inliers)
-        if len(verified):
-            matches[(i, j)] = verified
-        on_progress(num_views + done + 1, total)
+        return verify_matches(features[i].keypoints, features[j].keypoints, candidates, options.max_error_px,
+                              options.min_pair_inliers)
+
+    matches: dict[tuple[int, int], np.ndarray] = {}
+    # Two pairs at a time: torch's top-k and transposes run on one core each (1.4x on 2 cores).
+    with ThreadPoolExecutor(2) as pool:
+        for done, (pair, verified) in enumerate(zip(pairs, pool.map(match_pair, pairs))):
+            if len(verified):
+                matches[pair] = verified
+            on_progress(num_views + done + 1, total)
     if not matches:
         raise _Failure(f"no pair of views has {options.min_pair_inliers} verified feature matches")
 
