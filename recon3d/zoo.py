@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,18 +196,71 @@ def count_parameters(config: Config) -> int:
 # ---------------------------------------------------------------- reading weights
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` or torch file, refusing anything that is not tensors."""
+_SAFETENSORS_FLOATS = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+class SafetensorsWeights(Mapping[str, torch.Tensor]):
+    """The tensors of a ``.safetensors`` file, each read from disk when asked for.
+
+    Indexing gives safetensors' zero-copy tensor (its pages map the file). `read` gives
+    one in another floating-point dtype from plain reads instead: the file's pages then
+    never join this process's memory, so a bf16 backbone does not keep the fp32 file
+    resident as well (VGGT-1B: 4.8 GB more).
+    """
+
+    def __init__(self, path: Path):
+        from safetensors import SafetensorError, safe_open
+
+        self.path = path
+        try:
+            self._file = safe_open(str(path), framework="pt", device="cpu")
+            self._keys = list(self._file.keys())
+            with open(path, "rb") as fh:
+                length = int.from_bytes(fh.read(8), "little")
+                self._header = json.loads(fh.read(length))
+            self._data_start = 8 + length
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"cannot read '{path}' as safetensors: {err}") from None
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from safetensors import SafetensorError
+
+        if key not in self._header or key == "__metadata__":
+            raise KeyError(key)
+        try:
+            return self._file.get_tensor(key)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"cannot read tensor '{key}' of '{self.path}': {err}") from None
+
+    def read(self, key: str, dtype: torch.dtype) -> torch.Tensor:
+        """``key``'s tensor converted to ``dtype`` (a stored float type; others come as stored)."""
+        entry = self._header[key]
+        stored = _SAFETENSORS_FLOATS.get(entry["dtype"])
+        if stored is None or stored == dtype:
+            return self[key]
+        begin, end = entry["data_offsets"]
+        with open(self.path, "rb") as fh:
+            fh.seek(self._data_start + begin)
+            raw = bytearray(fh.read(end - begin))
+        expected = stored.itemsize * int(torch.Size(entry["shape"]).numel())
+        if len(raw) != expected:
+            raise WeightsError(f"tensor '{key}' of '{self.path}' is truncated ({len(raw)} of {expected} bytes)")
+        tensor = torch.frombuffer(raw, dtype=stored) if raw else torch.empty(0, dtype=stored)
+        return tensor.reshape(entry["shape"]).to(dtype)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` (read lazily) or torch file, refusing anything that is not tensors."""
     if not path.is_file():
         raise WeightsError(f"weights file '{path}' does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise WeightsError(f"cannot read '{path}' as safetensors: {err}") from None
+        return SafetensorsWeights(path)
     try:
         # DUSt3R's training checkpoints store their arguments as an argparse.Namespace
         # beside the weights: allowed as plain data (its strings are never evaluated).
@@ -252,14 +306,25 @@ def _config_from_weights(state_dict: dict[str, torch.Tensor], path: Path) -> Con
                            "put its config.json beside it") from None
 
 
-def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, source: str) -> Network:
-    """A network for ``config``, filled from ``state_dict`` (strict) or freshly initialised."""
+def build_model(config: Config, state_dict: Mapping[str, torch.Tensor] | None, source: str,
+                prepare: Callable[[Network], Network] | None = None) -> Network:
+    """A network for ``config``, filled from ``state_dict`` (strict) or freshly initialised.
+
+    ``prepare`` (e.g. `recon3d.networks.precision.apply_precision`) is applied to the empty
+    network before it is filled; each tensor is converted to the dtype the prepared
+    network holds it in as it is read, one at a time.
+    """
     if state_dict is None:
-        return build_network(config).init_weights(seed=0)
+        model = build_network(config).init_weights(seed=0)
+        return prepare(model) if prepare else model
     # Built on the meta device and filled by assignment: no time spent on a random
     # initialisation that the checkpoint overwrites, and no second copy in memory.
     with torch.device("meta"):
         model = build_network(config)
+    if prepare is not None:
+        model = prepare(model)
+    held = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    state_dict = {key: _as_held(state_dict, key, held.get(key)) for key in state_dict}
     try:
         skipped = model.load_checkpoint(state_dict)
     except RuntimeError as err:
@@ -280,18 +345,28 @@ def build_model(config: Config, state_dict: dict[str, torch.Tensor] | None, sour
     return model
 
 
-def _load_dir(directory: Path, source: str) -> Network:
+def _as_held(state_dict: Mapping[str, torch.Tensor], key: str, held: torch.Tensor | None) -> torch.Tensor:
+    """``state_dict[key]`` in the floating-point dtype the network holds it in (as stored otherwise)."""
+    if held is not None and held.is_floating_point() and isinstance(state_dict, SafetensorsWeights):
+        return state_dict.read(key, held.dtype)
+    tensor = state_dict[key]
+    if held is None or not tensor.is_floating_point() or tensor.dtype == held.dtype:
+        return tensor
+    return tensor.to(held.dtype)
+
+
+def _load_dir(directory: Path, source: str, prepare: Callable[[Network], Network] | None = None) -> Network:
     for name in LOCAL_WEIGHT_FILES:
         if (directory / name).is_file():
-            return _load_file(directory / name, source)
+            return _load_file(directory / name, source, prepare)
     raise WeightsError(f"no {' or '.join(LOCAL_WEIGHT_FILES)} in '{directory}'")
 
 
-def _load_file(path: Path, source: str | None = None) -> Network:
+def _load_file(path: Path, source: str | None = None, prepare: Callable[[Network], Network] | None = None) -> Network:
     config_path = next((path.with_name(n) for n in CONFIG_FILES if path.with_name(n).is_file()), None)
     state_dict = read_state_dict(path)
     config = _config_from_json(config_path) if config_path else _config_from_weights(state_dict, path)
-    return build_model(config, state_dict, source or str(path))
+    return build_model(config, state_dict, source or str(path), prepare)
 
 
 # ---------------------------------------------------------------- Hugging Face
@@ -369,7 +444,8 @@ def hf_download(repo: str, revision: str | None = None, *, gated: bool = False) 
     raise WeightsError(f"cannot download the weights of '{repo}' ({reason}); {how}")
 
 
-def _load_hf(repo: str, revision: str | None, config: Config | None, gated: bool = False) -> Network:
+def _load_hf(repo: str, revision: str | None, config: Config | None, gated: bool = False,
+             prepare: Callable[[Network], Network] | None = None) -> Network:
     weights = hf_download(repo, revision, gated=gated)
     if config is None:
         config_path = weights.with_name("config.json")
@@ -381,7 +457,7 @@ def _load_hf(repo: str, revision: str | None, config: Config | None, gated: bool
             except Exception:
                 config_path = None  # type: ignore[assignment]
         config = _config_from_json(config_path) if config_path else VGGTConfig()
-    return build_model(config, read_state_dict(weights), f"hf://{repo}")
+    return build_model(config, read_state_dict(weights), f"hf://{repo}", prepare)
 
 
 # ---------------------------------------------------------------- public API
@@ -402,18 +478,19 @@ def config_differences(a: Config, b: Config) -> list[str]:
     return sorted(k for k in left.keys() | right.keys() if left.get(k) != right.get(k))
 
 
-def _load_entry(entry: ZooEntry, revision: str | None) -> tuple[Network, str]:
+def _load_entry(entry: ZooEntry, revision: str | None,
+                prepare: Callable[[Network], Network] | None = None) -> tuple[Network, str]:
     if entry.random_init_seed is not None:
         return build_network(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
     if entry.local_dir is not None:
-        model = _load_dir(entry.local_dir, entry.name)
+        model = _load_dir(entry.local_dir, entry.name, prepare)
         differences = config_differences(model.config, entry.config)
         if differences:
             log.warning("%s: its config.json and its zoo entry describe different networks (%s); the config.json "
                         "shipped with the weights wins", entry.name, ", ".join(differences))
         return model, str(entry.local_dir)
     assert entry.hf_repo is not None
-    return _load_hf(entry.hf_repo, revision, entry.config, entry.gated), f"hf://{entry.hf_repo}"
+    return _load_hf(entry.hf_repo, revision, entry.config, entry.gated, prepare), f"hf://{entry.hf_repo}"
 
 
 def embedded_default() -> str:
@@ -454,6 +531,12 @@ def load_model(
     from recon3d.networks.precision import apply_precision, choose_precision
 
     device = resolve_device(device)
+    choice = choose_precision(precision, device)
+
+    def prepare(model: Network) -> Network:
+        # Before the weights are read, so that they are converted one tensor at a time.
+        return apply_precision(model, choice, device)
+
     source_str = str(source)
     if source_str == "auto":
         source_str, why = resolve_auto()
@@ -461,15 +544,15 @@ def load_model(
     path = Path(source_str).expanduser()
     if source_str in REGISTRY:
         entry = REGISTRY[source_str]
-        model, origin = _load_entry(entry, revision)
+        model, origin = _load_entry(entry, revision, prepare)
         info = ModelInfo(entry.name, origin, entry.licence, trained=entry.random_init_seed is None,
                          refine_by_default=entry.refine_by_default)
     elif path.is_dir():
-        model, info = _load_dir(path, source_str), ModelInfo(path.name, str(path), "see the model's card")
+        model, info = _load_dir(path, source_str, prepare), ModelInfo(path.name, str(path), "see the model's card")
     elif path.is_file():
-        model, info = _load_file(path), ModelInfo(path.stem, str(path), "see the model's card")
+        model, info = _load_file(path, prepare=prepare), ModelInfo(path.stem, str(path), "see the model's card")
     elif source_str.count("/") == 1 and not path.suffix and not source_str.startswith((".", "/")):
-        model = _load_hf(source_str, revision, None)
+        model = _load_hf(source_str, revision, None, prepare=prepare)
         info = ModelInfo(source_str, f"hf://{source_str}", "see the repository's model card")
     else:
         names = ", ".join(["auto", *REGISTRY])
@@ -478,9 +561,9 @@ def load_model(
         log.warning("model %s has random weights: its predictions are placeholders, not a reconstruction", info.name)
     info.skipped_keys = getattr(model, "skipped_keys", [])
     model.info = info
-    choice = choose_precision(precision, device)
     if precision == "auto":
         log.info("precision: %s (%s)", choice.name, choice.reason)
+    # Again after the move: randomly initialised networks were not prepared while built.
     return apply_precision(model.to(device), choice, device).eval()
 
 

@@ -99,3 +99,36 @@ def test_unknown_source_is_a_clear_error():
 def test_parameter_count_of_vggt1b_matches_manifest(vggt_parity):
     manifest = json.loads((vggt_parity / "manifest_vggt1b.json").read_text())
     assert count_parameters(VGGTConfig()) == manifest["total_parameters_enable_track_false"]
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_bf16_load_converts_each_tensor_as_fp32_then_bf16_would(tmp_path, tiny_conv, suffix):
+    """Loading in bf16 (weights converted as they are read) gives exactly the fp32 load
+    converted afterwards: backbone matrices in bf16, everything else bit for bit fp32."""
+    from recon3d.networks.precision import PrecisionChoice, apply_precision
+
+    weights = load_file(tiny_conv / "weights.safetensors")
+    if suffix == ".pt":
+        torch.save(weights, tmp_path / "model.pt")
+    else:
+        (tmp_path / "model.safetensors").write_bytes((tiny_conv / "weights.safetensors").read_bytes())
+    (tmp_path / "config.json").write_text((tiny_conv / "model_config.json").read_text())
+    reference = apply_precision(load_model(tmp_path / f"model{suffix}", precision="fp32"),
+                                PrecisionChoice(torch.bfloat16, "test"), "cpu")
+    loaded = load_model(tmp_path / f"model{suffix}", precision="bf16")
+    expected = reference.state_dict()
+    dtypes = set()
+    for key, value in loaded.state_dict().items():
+        assert value.dtype == expected[key].dtype and torch.equal(value, expected[key]), key
+        dtypes.add((key.startswith("aggregator."), value.dtype))
+    assert (True, torch.bfloat16) in dtypes and (False, torch.bfloat16) not in dtypes
+
+
+def test_truncated_safetensors_tensor_is_one_clear_error(tmp_path, tiny_conv):
+    """A file cut short inside its data: a WeightsError naming the file, in bf16 and fp32."""
+    data = (tiny_conv / "weights.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) - 1000])
+    (tmp_path / "config.json").write_text((tiny_conv / "model_config.json").read_text())
+    for precision in ("bf16", "fp32"):
+        with pytest.raises(WeightsError, match="model.safetensors"):
+            load_model(tmp_path, precision=precision)
