@@ -239,9 +239,12 @@ class SafetensorsWeights(Mapping[str, torch.Tensor]):
         if stored is None or stored == dtype:
             return self[key]
         begin, end = entry["data_offsets"]
-        with open(self.path, "rb") as fh:
-            fh.seek(self._data_start + begin)
-            raw = bytearray(fh.read(end - begin))
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._data_start + begin)
+                raw = bytearray(fh.read(end - begin))
+        except OSError as err:
+            raise WeightsError(f"cannot read tensor '{key}' of '{self.path}': {err}") from None
         expected = stored.itemsize * int(torch.Size(entry["shape"]).numel())
         if len(raw) != expected:
             raise WeightsError(f"tensor '{key}' of '{self.path}' is truncated ({len(raw)} of {expected} bytes)")

@@ -87,6 +87,9 @@ def _batched_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, n
     return scale, rotation, translation
 
 
+_HYPOTHESES_PER_ROUND = 50
+
+
 def ransac_similarity(src: np.ndarray, dst: np.ndarray, threshold: float = 0.15, iterations: int = 300,
                       min_inliers: int = 12, seed: int = 0) -> tuple[PairMotion | None, np.ndarray]:
     """Robust similarity ``dst ~ s R src + t`` between two views' camera-frame points.
@@ -106,13 +109,24 @@ def ransac_similarity(src: np.ndarray, dst: np.ndarray, threshold: float = 0.15,
     s, d = src[index], dst[index]
     tolerance = threshold * np.linalg.norm(d, axis=1)
     rng = np.random.default_rng(seed)
-    samples = np.stack([rng.choice(len(index), 3, replace=False) for _ in range(iterations)])
-    scale, rotation, translation = _batched_similarity(s[samples], d[samples])
-    predicted = scale[:, None, None] * np.einsum("kij,nj->kni", rotation, s) + translation[:, None]
-    counts = (np.linalg.norm(predicted - d[None], axis=2) < tolerance[None]).sum(1)
-    counts[~(np.isfinite(scale) & (scale > 0))] = -1
-    best = int(np.argmax(counts))
-    sim = Sim3(float(scale[best]), rotation[best], translation[best])
+    # Three distinct correspondences per hypothesis: the first three of a random order.
+    samples = np.argsort(rng.random((iterations, len(index))), axis=1)[:, :3]
+    best_count, sim = -1, None
+    for start in range(0, iterations, _HYPOTHESES_PER_ROUND):
+        batch = samples[start:start + _HYPOTHESES_PER_ROUND]
+        scale, rotation, translation = _batched_similarity(s[batch], d[batch])
+        predicted = scale[:, None, None] * (s @ rotation.transpose(0, 2, 1)) + translation[:, None]
+        counts = (np.linalg.norm(predicted - d[None], axis=2) < tolerance[None]).sum(1)
+        counts[~(np.isfinite(scale) & (scale > 0))] = -1
+        best = int(np.argmax(counts))
+        if counts[best] > best_count:
+            best_count, sim = int(counts[best]), Sim3(float(scale[best]), rotation[best], translation[best])
+        # Stop once a hypothesis this good would have been drawn with 99.9 % confidence.
+        inlier_ratio = best_count / len(index)
+        if inlier_ratio > 0 and (start + len(batch)) * inlier_ratio**3 >= -np.log(1e-3):
+            break
+    if sim is None:  # every sample degenerate
+        return None, mask
     inliers = np.zeros(len(index), dtype=bool)
     for _ in range(3):  # refit on the inliers, then re-collect them
         inliers = np.linalg.norm(sim.apply(s) - d, axis=1) < tolerance
