@@ -484,7 +484,8 @@ def config_differences(a: Config, b: Config) -> list[str]:
 def _load_entry(entry: ZooEntry, revision: str | None,
                 prepare: Callable[[Network], Network] | None = None) -> tuple[Network, str]:
     if entry.random_init_seed is not None:
-        return build_network(entry.config).init_weights(seed=entry.random_init_seed), "random initialisation"
+        model = build_network(entry.config).init_weights(seed=entry.random_init_seed)
+        return (prepare(model) if prepare else model), "random initialisation"
     if entry.local_dir is not None:
         model = _load_dir(entry.local_dir, entry.name, prepare)
         differences = config_differences(model.config, entry.config)
@@ -566,8 +567,7 @@ def load_model(
     model.info = info
     if precision == "auto":
         log.info("precision: %s (%s)", choice.name, choice.reason)
-    # Again after the move: randomly initialised networks were not prepared while built.
-    return apply_precision(model.to(device), choice, device).eval()
+    return model.to(device).eval()
 
 
 MODEL_CACHE_SIZE = 2

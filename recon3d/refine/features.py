@@ -66,7 +66,7 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
             # on a large one it costs 5x the time for keypoints that `detect`'s scale cut drops.
             octaves.append(-1 if max(grey.size) < UPSAMPLE_BELOW_PX else 0)
         progress = None if on_image is None else (lambda done, offset=first: on_image(offset + done))
-        detected = detect_all(greys, octaves, max_features, peak_threshold, min(workers, max(1, len(part) // 2)),
+        detected = detect_all(greys, octaves, max_features, peak_threshold, _worker_count(workers, len(part)),
                               progress)
         for image, grey, (xy, desc) in zip(part, greys, detected):
             xy = xy * np.array([image.width / grey.shape[1], image.height / grey.shape[0]])

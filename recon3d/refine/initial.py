@@ -109,11 +109,12 @@ def ransac_similarity(src: np.ndarray, dst: np.ndarray, threshold: float = 0.15,
     s, d = src[index], dst[index]
     tolerance = threshold * np.linalg.norm(d, axis=1)
     rng = np.random.default_rng(seed)
-    # Three distinct correspondences per hypothesis: the first three of a random order.
-    samples = np.argsort(rng.random((iterations, len(index))), axis=1)[:, :3]
     best_count, sim = -1, None
     for start in range(0, iterations, _HYPOTHESES_PER_ROUND):
-        batch = samples[start:start + _HYPOTHESES_PER_ROUND]
+        # Three distinct correspondences per hypothesis: those with the three smallest
+        # random keys, drawn a round at a time (the rounds not run are never drawn).
+        keys = rng.random((min(_HYPOTHESES_PER_ROUND, iterations - start), len(index)))
+        batch = np.argpartition(keys, 2, axis=1)[:, :3]
         scale, rotation, translation = _batched_similarity(s[batch], d[batch])
         predicted = scale[:, None, None] * (s @ rotation.transpose(0, 2, 1)) + translation[:, None]
         counts = (np.linalg.norm(predicted - d[None], axis=2) < tolerance[None]).sum(1)

@@ -222,6 +222,7 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     pairs = [(i, j) for i, j in pairs if valid[i] and valid[j]]
     total = num_views + len(pairs)
     on_progress(num_views, total)
+
     def match_pair(pair: tuple[int, int]) -> np.ndarray:
         i, j = pair
         candidates = match_descriptors(features[i].descriptors, features[j].descriptors, options.ratio)
