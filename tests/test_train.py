@@ -1,6 +1,7 @@
 """Training plumbing: ground-truth normalisation, losses, a few steps, checkpoint and resume."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from recon3d.errors import Recon3DError
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.networks.vggt import VGGTConfig
 from recon3d.synth import make_scene
@@ -245,3 +247,29 @@ def test_a_time_budget_stops_training_with_a_checkpoint(tmp_path):
     train(cfg, tmp_path)
     step = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"]
     assert 1 <= step < 1000
+
+
+def test_a_descriptor_head_trains_on_a_frozen_network(tmp_path):
+    common = dict(steps=2, warmup=1, max_views=3, min_views=3, sizes_wh=[(56, 56)], views_per_scene=4, pool_size=2,
+                  render_workers=0, log_every=1, checkpoint_every=2, validate_every=2, kinds={"object": 1.0})
+    network = dataclasses.replace(MICRO, patch_size=28)  # descriptor cells of 4 pixels tile the patches
+    train(TrainConfig(model=network, **common), tmp_path / "stage1")
+    stage1 = load_model(tmp_path / "stage1" / "model", precision="fp32").state_dict()
+    with_head = dataclasses.replace(network, enable_descriptor=True, descriptor_dim=8, cameras_from="matches")
+    stage2 = TrainConfig(model=with_head, trainable=["descriptor_head."], descriptor_weight=1.0, camera_weight=0.0,
+                         depth_weight=0.0, points_weight=0.0, **common)
+    train(stage2, tmp_path / "stage2", init_from=tmp_path / "stage1" / "model")
+    records = [json.loads(line) for line in (tmp_path / "stage2" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["descriptor"]) and "camera" not in r for r in records)
+    assert "val_rot_err_matches" in records[1]
+    trained = load_model(tmp_path / "stage2" / "model", precision="fp32")
+    weights = trained.state_dict()
+    changed = [k for k, v in stage1.items() if not torch.equal(weights[k], v)]
+    assert not changed, changed[:5]  # the network stayed frozen
+    assert any(k.startswith("descriptor_head.") for k in weights)
+    out = trained(torch.rand(3, 3, 56, 56))
+    assert out["descriptors"].shape == (1, 3, 14, 14, 8)
+    assert torch.allclose(out["descriptors"].norm(dim=-1), torch.ones(1, 3, 14, 14), atol=1e-5)
+    # Weights that lack parameters outside the trainable ones are refused.
+    with pytest.raises(Recon3DError, match="do not fit"):
+        train(dataclasses.replace(stage2, trainable=None), tmp_path / "stage3", init_from=tmp_path / "stage1" / "model")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from recon3d.geometry.cameras import cameras_to_pose_encoding, pixel_grid
 from recon3d.io.atomic import atomic_path
+from recon3d.networks.vggt.descriptor_head import DESCRIPTOR_STRIDE
 from recon3d.synth import SynthScene, make_scene
 
 # Evaluation uses scene seeds below this; training seeds start here, so no held-out
@@ -47,7 +48,8 @@ class Sample:
     points ``[S,H,W,3]`` world points; valid ``[S,H,W]`` bool; extrinsics ``[S,3,4]``
     world-to-camera; intrinsics ``[S,3,3]`` pixels; matches ``[S,S,P]`` int64: for patch
     ``p`` of view ``i``, the index of the patch of view ``j`` that sees the same surface
-    point (-1 where it is hidden, outside view ``j``, or ``i == j``; see `patch_matches`).
+    point (-1 where it is hidden, outside view ``j``, or ``i == j``; see `patch_matches`);
+    cell_matches ``[S,S,C]`` int64: the same for the descriptor head's 4x4-pixel cells.
     """
 
     images: torch.Tensor
@@ -58,6 +60,7 @@ class Sample:
     extrinsics: torch.Tensor
     intrinsics: torch.Tensor
     matches: torch.Tensor
+    cell_matches: torch.Tensor
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
@@ -184,8 +187,10 @@ def sample_from_scene(scene, view_ids: np.ndarray, generator: torch.Generator, a
     intrinsics_t = torch.from_numpy(intrinsics).float()
     pose_enc = cameras_to_pose_encoding(extrinsics, intrinsics_t, (h, w))
     matches = patch_matches(points, ext, intrinsics, depth, masks, patch)
+    cell_matches = patch_matches(points, ext, intrinsics, depth, masks, DESCRIPTOR_STRIDE)
     return Sample(images, pose_enc, torch.from_numpy(depth).float(), torch.from_numpy(points).float(),
-                  torch.from_numpy(masks), extrinsics, intrinsics_t, torch.from_numpy(matches))
+                  torch.from_numpy(masks), extrinsics, intrinsics_t, torch.from_numpy(matches),
+                  torch.from_numpy(cell_matches))
 
 
 def choose_views(scene, num_views: int, max_angle_deg: float, generator: torch.Generator) -> np.ndarray:

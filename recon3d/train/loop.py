@@ -25,7 +25,7 @@ from recon3d.networks.precision import training_autocast_dtype
 from recon3d.networks.vggt import VGGT, VGGTConfig
 from recon3d.train.data import Sample, ScenePool, sample_from_scene, stack_samples
 from recon3d.train.losses import camera_loss, dense_loss
-from recon3d.train.matching import capture_queries_keys, correspondence_loss
+from recon3d.train.matching import capture_queries_keys, correspondence_loss, descriptor_loss
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ class TrainConfig:
     matching_weight: float = 0.0
     matching_layer: int = 2
     matching_heads: int | None = None
+    # InfoNCE of the descriptor head's matches (recon3d.train.matching.descriptor_loss);
+    # weight 0 turns it off.
+    descriptor_weight: float = 0.0
+    # Names (prefixes) of the parameters that train; the others stay frozen. None: all.
+    trainable: list[str] | None = None
     # Folder of rendered scenes reused across runs (None: render every scene afresh).
     scene_cache: str | None = None
     # Autocast dtype of the aggregator while training: "auto" is bf16 on CUDA and on CPUs
@@ -119,8 +124,13 @@ def curriculum(cfg: TrainConfig, step: int) -> tuple[float, int]:
     return angle, max(cfg.min_views, views)
 
 
-def sample_losses(model: VGGT, sample: Sample, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Weighted losses of one batch ``[B,S,...]``; ``total`` is what gets back-propagated."""
+def sample_losses(model: VGGT, sample: Sample, cfg: TrainConfig,
+                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Weighted losses of one batch ``[B,S,...]``; ``total`` is what gets back-propagated.
+
+    A loss whose weight is 0 is not computed. ``generator`` draws the descriptor loss's
+    queries (a fixed seed when None).
+    """
     sample = sample.to(next(model.parameters()).device)
     capture = (capture_queries_keys(model.aggregator.global_blocks[cfg.matching_layer].attn)
                if cfg.matching_weight > 0 else contextlib.nullcontext({}))
@@ -129,19 +139,24 @@ def sample_losses(model: VGGT, sample: Sample, cfg: TrainConfig) -> dict[str, to
     valid = sample.valid
     losses: dict[str, torch.Tensor] = {}
     total = sample.images.new_zeros(())
-    if "pose_enc_list" in out:
+    if "pose_enc_list" in out and cfg.camera_weight > 0:
         losses["camera"] = camera_loss(out["pose_enc_list"], sample.pose_enc)
         total = total + cfg.camera_weight * losses["camera"]
-    if "depth" in out:
+    if "depth" in out and cfg.depth_weight > 0:
         losses["depth"] = dense_loss(out["depth"], out["depth_conf"], sample.depth[..., None], valid)
         total = total + cfg.depth_weight * losses["depth"]
-    if "world_points" in out:
+    if "world_points" in out and cfg.points_weight > 0:
         losses["points"] = dense_loss(out["world_points"], out["world_points_conf"], sample.points, valid)
         total = total + cfg.points_weight * losses["points"]
     if captured:
         losses["matching"] = correspondence_loss(captured["q"], captured["k"], sample.matches,
                                                  model.aggregator.patch_start_idx, cfg.matching_heads)
         total = total + cfg.matching_weight * losses["matching"]
+    if "descriptors" in out and cfg.descriptor_weight > 0:
+        generator = generator or torch.Generator().manual_seed(0)
+        losses["descriptor"], hit_rate = descriptor_loss(out["descriptors"], sample.cell_matches, generator)
+        losses["descriptor_hits"] = torch.tensor(hit_rate)
+        total = total + cfg.descriptor_weight * losses["descriptor"]
     losses["total"] = total
     return losses
 
@@ -166,7 +181,8 @@ def validate(model: VGGT, samples: list[Sample], cfg: TrainConfig) -> dict[str, 
 
     ``rot_err_head`` is the mean angle (degrees) between predicted and true relative
     rotations from the camera head; ``rot_err_points`` the same for cameras solved from
-    depth and point maps (when the network has a point head).
+    depth and point maps (when the network has a point head), ``rot_err_matches`` for
+    cameras solved from descriptor matches (when it has a descriptor head).
     """
     model.eval()
     sums: dict[str, float] = {}
@@ -182,7 +198,7 @@ def validate(model: VGGT, samples: list[Sample], cfg: TrainConfig) -> dict[str, 
 def rotation_errors(model: VGGT, sample: Sample) -> dict[str, float]:
     """Mean rotation error in degrees (views 1..S-1 against view 0) of the head's and the solved cameras."""
     from recon3d.geometry.cameras import pose_encoding_to_cameras
-    from recon3d.networks.vggt.family import solved_cameras
+    from recon3d.networks.vggt.family import matched_cameras, solved_cameras
 
     out = model(sample.images)
     h, w = sample.images.shape[-2:]
@@ -192,6 +208,9 @@ def rotation_errors(model: VGGT, sample: Sample) -> dict[str, float]:
     if "world_points" in out:
         solved = solved_cameras(out, intrinsics)
         errors["rot_err_points"] = _mean_angle(solved[1:, :3, :3].double(), truth)
+    if "descriptors" in out:
+        matched, _ = matched_cameras(out, extrinsics, intrinsics)
+        errors["rot_err_matches"] = _mean_angle(matched[1:, :3, :3].double(), truth)
     return errors
 
 
@@ -222,6 +241,25 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     )
 
 
+def _load_initial_weights(model: VGGT, init_from: str | Path, trainable: list[str] | None) -> None:
+    """Fill ``model`` from the model directory ``init_from``. Parameters it lacks are allowed
+    only under the ``trainable`` prefixes (a head added to a trained network, which keeps its
+    fresh initialisation); anything else missing or unexpected is an error."""
+    from recon3d.errors import Recon3DError
+    from recon3d.zoo import load_model
+
+    # fp32: "auto" would hold the backbone in bf16 on some CPUs and round the weights.
+    weights = load_model(init_from, precision="fp32").state_dict()
+    result = model.load_state_dict(weights, strict=False)
+    new = tuple(trainable or ())
+    missing = [k for k in result.missing_keys if not (new and k.startswith(new))]
+    if missing or result.unexpected_keys:
+        raise Recon3DError(f"the weights in {init_from} do not fit this network: missing {missing[:5]}, "
+                           f"unexpected {result.unexpected_keys[:5]}")
+    if result.missing_keys:
+        log.info("%d new parameter tensors start from their initialisation", len(result.missing_keys))
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from: str | Path | None = None,
           start_step: int = 0) -> Path:
     """Train (or continue training) a VGGT on procedural scenes; return the run directory.
@@ -245,10 +283,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
     step, pool_counter = start_step, start_step
     checkpoint = run_dir / "checkpoint.pt"
     if init_from is not None and not (resume and checkpoint.is_file()):
-        from recon3d.zoo import load_model
-
-        model.load_state_dict(load_model(init_from).state_dict())
+        _load_initial_weights(model, init_from, cfg.trainable)
         log.info("starting from the weights in %s at step %d", init_from, step)
+    if cfg.trainable is not None:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(tuple(cfg.trainable)))
     model.to(device)
     model.backbone_dtype = training_autocast_dtype(cfg.precision, device)
     log.info("training on %s, aggregator in %s", device,
@@ -290,7 +329,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, init_from:
                     pool.refill(block=False, max_new=1)
                 batch = pool.draw_batch(cfg.batch, views, generator, max_angle_deg=max_angle,
                                         patch=cfg.model.patch_size)
-                losses = sample_losses(model, batch, cfg)
+                losses = sample_losses(model, batch, cfg, generator)
                 (losses["total"] / cfg.accumulate).backward()
                 for key, value in losses.items():
                     logged[key] = logged.get(key, 0.0) + float(value.detach()) / cfg.accumulate

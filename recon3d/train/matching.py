@@ -93,3 +93,37 @@ def attention_on_matches(q: torch.Tensor, k: torch.Tensor, matches: torch.Tensor
         return float("nan")
     picked = torch.gather(weights, -1, matches.clamp_min(0)[..., None])[..., 0]
     return float(picked[valid].mean())
+
+
+def descriptor_loss(descriptors: torch.Tensor, cell_matches: torch.Tensor, generator: torch.Generator,
+                    queries_per_pair: int = 256, temperature: float = 0.05) -> tuple[torch.Tensor, float]:
+    """InfoNCE of dense descriptors against true correspondences (MASt3R-style matching loss).
+
+    For every ordered pair of views (i, j) of a sample, up to ``queries_per_pair`` cells of
+    view i that see a surface point visible in view j are drawn; each must pick its true
+    cell among all of view j's cells (cross-entropy over dot products / ``temperature``).
+
+    Args:
+        descriptors: ``[B,S,h,w,D]`` unit descriptors.
+        cell_matches: ``[B,S,S,h*w]`` from `recon3d.train.data.patch_matches` with the
+            descriptor stride as the patch (-1: no target).
+        generator: draws the queries.
+
+    Returns:
+        The mean loss over the pairs that have queries (0 when none has), and the fraction
+        of queries whose most similar cell is the true one.
+    """
+    flat = descriptors.flatten(2, 3)  # [B,S,N,D]
+    losses, hits, total = [], 0, 0
+    for b, i, j in torch.nonzero(cell_matches.amax(-1) >= 0).tolist():
+        candidates = torch.nonzero(cell_matches[b, i, j] >= 0)[:, 0]
+        order = torch.randperm(len(candidates), generator=generator)[:queries_per_pair].to(candidates.device)
+        queries = candidates[order]
+        logits = flat[b, i, queries] @ flat[b, j].T / temperature
+        target = cell_matches[b, i, j, queries]
+        losses.append(F.cross_entropy(logits, target))
+        hits += int((logits.detach().argmax(1) == target).sum())
+        total += len(queries)
+    if not losses:
+        return descriptors.sum() * 0.0, float("nan")
+    return torch.stack(losses).mean(), hits / total

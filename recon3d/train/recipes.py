@@ -1,6 +1,8 @@
 """Named training recipes. ``recon3d train recon3d-tiny`` reproduces the embedded model."""
 from __future__ import annotations
 
+import dataclasses
+
 from recon3d.train.loop import TrainConfig
 from recon3d.zoo import recon3d_tiny_config
 
@@ -42,3 +44,33 @@ RECIPES: dict[str, TrainConfig] = {
         log_every=5,
     ),
 }
+
+# Stage two of the embedded model: the descriptor head learns to match on top of the
+# frozen stage-one network (`--init-from models/recon3d-tiny` as trained by the recipe
+# above), and inference solves the cameras from its matches. One 8-view scene per step:
+# each gives 56 ordered view pairs of up to 256 supervised cells, so a step already sees
+# about 10,000 correspondences.
+RECIPES["recon3d-tiny-matching"] = dataclasses.replace(
+    RECIPES["recon3d-tiny"],
+    model=dataclasses.replace(recon3d_tiny_config(), enable_descriptor=True, cameras_from="matches"),
+    steps=1200,
+    batch=1,
+    accumulate=1,
+    lr=1e-3,
+    warmup=60,
+    min_views=8,
+    curriculum=0.0,
+    sizes_wh=[(252, 196)],
+    pool_size=80,
+    new_scene_every=2,
+    trainable=["descriptor_head."],
+    camera_weight=0.0,
+    depth_weight=0.0,
+    points_weight=0.0,
+    matching_weight=0.0,
+    descriptor_weight=1.0,
+    weight_decay=1e-4,
+    log_every=25,
+    checkpoint_every=100,
+    validate_every=300,
+)

@@ -76,9 +76,15 @@ class VGGTConfig:
     enable_depth: bool = True
     enable_point: bool = True
     enable_track: bool = True
-    # Where inference reads the cameras: "head" (the camera head, as VGGT does) or
+    # recon3d's own models only: a head of dense matching descriptors
+    # (recon3d.networks.vggt.descriptor_head), ``descriptor_dim`` long.
+    enable_descriptor: bool = False
+    descriptor_dim: int = 32
+    # Where inference reads the cameras: "head" (the camera head, as VGGT does),
     # "points" (solved from depth and point maps, recon3d.geometry.pose_from_points;
-    # needs the point head). recon3d's own models only: official checkpoints use "head".
+    # needs the point head) or "matches" (solved from descriptor matches and depth,
+    # recon3d.geometry.pose_from_matches; needs the descriptor head). recon3d's own
+    # models only: official checkpoints use "head".
     cameras_from: str = "head"
 
     def __post_init__(self) -> None:
@@ -101,10 +107,14 @@ class VGGTConfig:
             raise ValueError(f"patch_embed.type must be 'conv' or 'dinov2', got {self.patch_embed.type!r}")
         if self.patch_embed.type == "dinov2" and self.patch_embed.embed_dim != self.embed_dim:
             raise ValueError("the DINOv2 patch embedder's width must equal embed_dim")
-        if self.cameras_from not in ("head", "points"):
-            raise ValueError(f"cameras_from must be 'head' or 'points', got {self.cameras_from!r}")
+        if self.cameras_from not in ("head", "points", "matches"):
+            raise ValueError(f"cameras_from must be 'head', 'points' or 'matches', got {self.cameras_from!r}")
         if self.cameras_from == "points" and not (self.enable_point and self.enable_depth and self.enable_camera):
             raise ValueError("cameras_from='points' needs the point, depth and camera heads")
+        if self.enable_descriptor and self.patch_size % 4:
+            raise ValueError("the descriptor head needs a patch size that is a multiple of 4 (its cells are 4x4 pixels)")
+        if self.cameras_from == "matches" and not (self.enable_descriptor and self.enable_depth and self.enable_camera):
+            raise ValueError("cameras_from='matches' needs the descriptor, depth and camera heads")
         if self.depth % self.aa_block_size:
             raise ValueError("depth must be a multiple of aa_block_size")
         if sorted(self.aa_order) != ["frame", "global"]:
@@ -119,7 +129,7 @@ class VGGTConfig:
     def layers_read_by_heads(self) -> list[int]:
         """Aggregator layers that some enabled head reads (the only ones worth keeping)."""
         layers: set[int] = set()
-        if self.enable_camera:
+        if self.enable_camera or self.enable_descriptor:
             layers.add(self.depth - 1)
         if self.enable_depth or self.enable_point:
             layers.update(self.dpt.intermediate_layer_idx)

@@ -1,6 +1,7 @@
 """The VGGT family: one forward pass over all views predicts cameras, depth and point maps."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from recon3d.networks.vggt.model import SKIPPED_CHECKPOINT_PREFIXES, VGGT
 
 if TYPE_CHECKING:
     from recon3d.settings import ReconstructionSettings
+
+log = logging.getLogger(__name__)
 
 # The official Hugging Face config.json holds only the VGGT() constructor arguments.
 _CONSTRUCTOR_KEYS = {"img_size", "patch_size", "embed_dim", "enable_camera", "enable_point", "enable_depth",
@@ -34,6 +37,28 @@ def solved_cameras(out: Mapping[str, Any], intrinsics: torch.Tensor) -> torch.Te
     return cameras_from_points(out["depth"][0, ..., 0].float(), out["world_points"][0].float(), weights, intrinsics)
 
 
+def matched_cameras(out: Mapping[str, Any], head_extrinsics: torch.Tensor,
+                    intrinsics: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[S,3,4]`` world-to-camera poses solved from the first batch entry's descriptor
+    matches and depth (`recon3d.geometry.pose_from_matches`), and that depth ``[S,H,W]``
+    rescaled per view to the poses' units. ``head_extrinsics [S,3,4]`` are kept for views
+    that no verified pair reaches."""
+    from recon3d.geometry.cameras import to_homogeneous
+    from recon3d.geometry.pose_from_matches import cameras_from_descriptors
+    from recon3d.networks.vggt.descriptor_head import DESCRIPTOR_STRIDE
+
+    depth = out["depth"][0, ..., 0].float()
+    fallback = to_homogeneous(head_extrinsics).double().cpu().numpy()
+    solved = cameras_from_descriptors(depth.cpu().numpy(), intrinsics.double().cpu().numpy(),
+                                      out["descriptors"][0], fallback, DESCRIPTOR_STRIDE)
+    if not solved.reached.all():
+        log.info("cameras from matches: %d of %d views reached; the others keep the camera head's pose",
+                 int(solved.reached.sum()), len(solved.reached))
+    extrinsics = torch.from_numpy(solved.extrinsics_w2c[:, :3]).to(head_extrinsics)
+    scale = torch.from_numpy(solved.depth_scale).to(depth)
+    return extrinsics, depth * scale[:, None, None]
+
+
 @torch.inference_mode()
 def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     """Run ``model`` on ``images [S,3,H,W]`` in [0,1]; return per-view fp32 numpy arrays.
@@ -44,7 +69,8 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
     config says ``cameras_from="points"`` gets its poses solved from depth and point maps
     (the camera head still gives the intrinsics), and then its points from depth and those
     poses, so that points, depth and cameras agree exactly (as pixel-aligned Gaussians and
-    refinement need).
+    refinement need). ``cameras_from="matches"`` does the same with poses solved from
+    descriptor matches, each view's depth rescaled to them.
     """
     from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous, unproject_depth
 
@@ -57,10 +83,12 @@ def predict_tensors(model: VGGT, images: torch.Tensor) -> dict[str, np.ndarray]:
         return t.detach().float().cpu().numpy()
 
     depth = out["depth"][0, ..., 0]
-    from_points = model.config.cameras_from == "points"
-    if from_points:
+    solved = model.config.cameras_from != "head"
+    if model.config.cameras_from == "points":
         extrinsics = solved_cameras(out, intrinsics)
-    if "world_points" in out and not from_points:
+    elif model.config.cameras_from == "matches":
+        extrinsics, depth = matched_cameras(out, extrinsics, intrinsics)
+    if "world_points" in out and not solved:
         points, points_conf = out["world_points"][0], out["world_points_conf"][0]
     else:
         points = unproject_depth(depth, extrinsics, intrinsics)

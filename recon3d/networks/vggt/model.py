@@ -12,6 +12,7 @@ from recon3d.networks.token_merging import MergeConfig
 from recon3d.networks.vggt.aggregator import Aggregator
 from recon3d.networks.vggt.camera_head import CameraHead
 from recon3d.networks.vggt.config import VGGTConfig
+from recon3d.networks.vggt.descriptor_head import DescriptorHead
 from recon3d.networks.vggt.dpt_head import DPTHead
 
 # The official checkpoint holds a point-tracking head that recon3d does not run;
@@ -46,6 +47,8 @@ class VGGT(nn.Module):
                     out_channels=dpt.out_channels, intermediate_layer_idx=dpt.intermediate_layer_idx)
             if config.enable_depth else None
         )
+        self.descriptor_head = (DescriptorHead(dim, config.patch_size, config.descriptor_dim)
+                                if config.enable_descriptor else None)
         # Frames per DPT chunk: bounds the heads' activation memory on long sequences.
         self.frames_chunk_size: int | None = 8
         # Autocast dtype of the aggregator (None = fp32); see recon3d.networks.precision.
@@ -100,7 +103,8 @@ class VGGT(nn.Module):
         Returns (all fp32):
             pose_enc ``[B,S,9]`` and pose_enc_list (one per camera-head iteration),
             depth ``[B,S,H,W,1]``, depth_conf ``[B,S,H,W]``,
-            world_points ``[B,S,H,W,3]``, world_points_conf ``[B,S,H,W]``, images.
+            world_points ``[B,S,H,W,3]``, world_points_conf ``[B,S,H,W]``,
+            descriptors ``[B,S,H/4,W/4,D]`` (unit length), images.
         Keys of disabled heads are absent.
         """
         if images.dim() == 4:
@@ -127,5 +131,7 @@ class VGGT(nn.Module):
             if self.point_head is not None:
                 points, conf = self.point_head(layers, images, start, self.frames_chunk_size)
                 predictions["world_points"], predictions["world_points_conf"] = points, conf
+            if self.descriptor_head is not None:
+                predictions["descriptors"] = self.descriptor_head(images, layers[config.depth - 1], start)
         predictions["images"] = images
         return predictions

@@ -1,0 +1,152 @@
+"""Cameras from matched descriptors and predicted depth, in closed form.
+
+The embedded model's camera head does not follow the true rotations, but its depth and
+intrinsics are usable: with correct correspondences, cameras solved from them reach a
+useful accuracy (benchmarks/embedded_diagnostics.py, diagnostic 4). Its descriptor head
+supplies the correspondences: mutual nearest neighbours between every pair of views,
+lifted to 3D with each view's depth; per pair a RANSAC similarity (depth is known per
+view only up to scale); the pairs chained over a maximum spanning tree of inlier counts.
+
+A view no pair reaches keeps the camera head's pose, and is reported as such.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recon3d.geometry.align import umeyama
+from recon3d.refine.initial import PairMotion, chain_poses, ransac_similarity
+
+__all__ = ["MatchedCameras", "mutual_nearest", "cell_points", "cameras_from_descriptors"]
+
+
+@dataclass
+class MatchedCameras:
+    """extrinsics_w2c ``[S,4,4]`` float64 with view 0 at the identity; depth_scale ``[S]``:
+    each view's depth times this is in view 0's depth units; reached ``[S]`` bool: False
+    where the view kept the camera head's pose; pair_inliers ``{(i, j): count}``."""
+
+    extrinsics_w2c: np.ndarray
+    depth_scale: np.ndarray
+    reached: np.ndarray
+    pair_inliers: dict[tuple[int, int], int]
+
+
+def mutual_nearest(desc_a: torch.Tensor, desc_b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``([K], [K])`` of the pairs that are each other's most similar (dot product)
+    between descriptors ``desc_a [N,D]`` and ``desc_b [M,D]``."""
+    similarity = desc_a.float() @ desc_b.float().T
+    best_ab = similarity.argmax(1)
+    best_ba = similarity.argmax(0)
+    keep = torch.nonzero(best_ba[best_ab] == torch.arange(len(desc_a), device=desc_a.device))[:, 0]
+    return keep.cpu().numpy(), best_ab[keep].cpu().numpy()
+
+
+def cell_points(depth: np.ndarray, intrinsics: np.ndarray, stride: int) -> np.ndarray:
+    """Camera-frame points ``[S, h*w, 3]`` (row-major cells) at the centre pixel of each
+    ``stride x stride`` cell, from ``depth [S,H,W]`` and ``intrinsics [S,3,3]`` (pixel
+    centres at +0.5); NaN where the depth is not finite and positive."""
+    views, height, width = depth.shape
+    rows, cols = np.divmod(np.arange((height // stride) * (width // stride)), width // stride)
+    v, u = rows * stride + stride // 2, cols * stride + stride // 2
+    z = depth[:, v, u].astype(np.float64)
+    z[~(np.isfinite(z) & (z > 0))] = np.nan
+    k = intrinsics.astype(np.float64)
+    x = (u + 0.5 - k[:, None, 0, 2]) / k[:, None, 0, 0] * z
+    y = (v + 0.5 - k[:, None, 1, 2]) / k[:, None, 1, 1] * z
+    return np.stack([x, y, z], axis=-1)
+
+
+def cameras_from_descriptors(depth: np.ndarray, intrinsics: np.ndarray, descriptors: torch.Tensor,
+                             fallback_w2c: np.ndarray, stride: int, threshold: float = 0.1,
+                             min_inliers: int = 12, refit_rounds: int = 3) -> MatchedCameras:
+    """Solve every view's pose from descriptor matches lifted with its depth.
+
+    Args:
+        depth: ``[S,H,W]`` predicted depth, each view in its own (unknown) scale.
+        intrinsics: ``[S,3,3]`` pixels.
+        descriptors: ``[S,h,w,D]`` unit descriptors, one per ``stride`` cell (h = H/stride).
+        fallback_w2c: ``[S,4,4]`` poses for views no verified pair reaches (the camera head's).
+        threshold: RANSAC inlier distance as a fraction of the point's depth.
+        min_inliers: a pair with fewer inliers is not used.
+        refit_rounds: after chaining the pairs over a spanning tree, rounds in which each
+            view's pose is refitted to the inlier matches of all its verified pairs, so
+            the errors of a long chain do not add up.
+
+    Returns:
+        The poses in view 0's frame and depth units, and which views were reached.
+    """
+    views = depth.shape[0]
+    points = cell_points(depth, intrinsics, stride)
+    flat = descriptors.flatten(1, 2)
+    motions: dict[tuple[int, int], PairMotion] = {}
+    links: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for i in range(views):
+        for j in range(i + 1, views):
+            a, b = mutual_nearest(flat[i], flat[j])
+            motion, inliers = ransac_similarity(points[i, a], points[j, b], threshold=threshold,
+                                                min_inliers=min_inliers)
+            if motion is not None:
+                motions[(i, j)] = motion
+                links[(i, j)] = (a[inliers], b[inliers])
+    fallback_w2c = np.asarray(fallback_w2c, dtype=np.float64)
+    if not motions:
+        return MatchedCameras(fallback_w2c @ np.linalg.inv(fallback_w2c[0]), np.ones(views),
+                              np.zeros(views, dtype=bool), {})
+    chained = chain_poses(views, motions, fallback_w2c, agree_deg=0.0)
+    reached = chained.reached
+    rotations, translations, scales = chained.rotations, chained.translations, chained.scales
+    for _ in range(refit_rounds):
+        rotations, translations, scales = _refit_views(points, links, reached, chained.start.index("root"),
+                                                       rotations, translations, scales, threshold)
+    w2c = fallback_w2c.copy()
+    w2c[reached, :3, :3] = rotations[reached]
+    w2c[reached, :3, 3] = translations[reached]
+    # X_cam = s (R X + t): a reached view's depth divided by s is in the root's units; the
+    # camera head's poses (the others) are in the network's units, which its depth shares.
+    scale = np.where(reached, 1.0 / np.where(reached, scales, 1.0), 1.0)
+    # Re-express in view 0's frame (a rigid change) and view 0's depth units.
+    w2c = w2c @ np.linalg.inv(w2c[0])
+    w2c[:, :3, 3] /= scale[0]
+    return MatchedCameras(w2c, scale / scale[0], reached,
+                          {pair: motion.inliers for pair, motion in motions.items()})
+
+
+def _refit_views(points: np.ndarray, links: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+                 reached: np.ndarray, root: int, rotations: np.ndarray, translations: np.ndarray,
+                 scales: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One round: each reached view but the root (which fixes the frame and units) gets
+    the similarity from the world to its camera that best carries the world points of its
+    matches in the other reached views (from their current poses) onto its own lifted
+    points, using the matches within ``threshold`` (a fraction of the depth) of the
+    current poses."""
+    rotations, translations, scales = rotations.copy(), translations.copy(), scales.copy()
+
+    def to_world(view: int, cells: np.ndarray) -> np.ndarray:  # X = R^T (p / s - t)
+        return (points[view, cells] / scales[view] - translations[view]) @ rotations[view]
+
+    for view in np.flatnonzero(reached):
+        if view == root:
+            continue
+        own, world = [], []
+        for (i, j), (a, b) in links.items():
+            if view in (i, j) and reached[i] and reached[j]:
+                mine, other, other_cells = (a, j, b) if view == i else (b, i, a)
+                own.append(points[view, mine])
+                world.append(to_world(other, other_cells))
+        if not own:
+            continue
+        own_points, world_points = np.concatenate(own), np.concatenate(world)
+        # Only matches the current poses already explain: a wrong pair (inliers of a
+        # spurious motion) must not drag the views it touches.
+        predicted = scales[view] * (world_points @ rotations[view].T + translations[view])
+        with np.errstate(invalid="ignore"):
+            usable = (np.linalg.norm(predicted - own_points, axis=1)
+                      < threshold * np.linalg.norm(own_points, axis=1))
+        if usable.sum() < 3:
+            continue
+        sim = umeyama(world_points[usable], own_points[usable])  # p = s R X + t'
+        rotations[view], scales[view], translations[view] = sim.rotation, sim.scale, sim.translation / sim.scale
+    return rotations, translations, scales
