@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from recon3d.train.loop import TrainConfig
 from recon3d.zoo import recon3d_tiny_config
@@ -70,6 +71,10 @@ RECIPES["recon3d-tiny-matching"] = dataclasses.replace(
     matching_weight=0.0,
     descriptor_weight=1.0,
     weight_decay=1e-4,
+    # InfoNCE gradients of a fresh head run at norms of 15-50: clipping them to 1 (stage
+    # one's setting) would shrink every update that much. The probe measured in
+    # benchmarks/RESULTS.md (diagnostic 5) trained unclipped.
+    grad_clip=math.inf,
     log_every=25,
     checkpoint_every=100,
     validate_every=300,
