@@ -33,6 +33,7 @@ from rich.table import Table
 
 from recon3d.eval.metrics import camera_metrics
 from recon3d.geometry.cameras import pose_encoding_to_cameras
+from recon3d.geometry.pose_from_matches import cell_points
 from recon3d.networks.vggt.family import solved_cameras
 from recon3d.refine.initial import chain_poses, ransac_similarity
 from recon3d.synth import make_scene
@@ -75,13 +76,8 @@ def cameras_from_matches(depth: torch.Tensor, intrinsics: torch.Tensor, matches:
     correspondences ``matches [S,S,P]`` (-1: none): patch centres lifted with the depth, a
     RANSAC similarity per pair, chained over a maximum spanning tree. Views it cannot reach
     keep the identity (their pairs then count as errors)."""
-    views, height, width = depth.shape
-    rows, cols = np.divmod(np.arange((height // patch) * (width // patch)), width // patch)
-    v, u = rows * patch + patch // 2, cols * patch + patch // 2
-    z = depth[:, v, u].double().numpy()
-    k = intrinsics.double().numpy()
-    points = np.stack([(u + 0.5 - k[:, None, 0, 2]) / k[:, None, 0, 0] * z,
-                       (v + 0.5 - k[:, None, 1, 2]) / k[:, None, 1, 1] * z, z], axis=-1)
+    views = depth.shape[0]
+    points = cell_points(depth.double().numpy(), intrinsics.double().numpy(), patch)
     motions = {}
     for i in range(views):
         for j in range(i + 1, views):
