@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -35,11 +36,12 @@ def _position_descriptors(points: np.ndarray, masks: np.ndarray, wavelength: flo
     return F.normalize(torch.from_numpy(codes).float(), dim=-1)
 
 
-def test_mutual_nearest_equals_brute_force():
+@pytest.mark.parametrize("block", [7, 256])  # several row blocks, and one
+def test_mutual_nearest_equals_brute_force(block):
     generator = torch.Generator().manual_seed(0)
     a = F.normalize(torch.randn(50, 8, generator=generator), dim=1)
     b = F.normalize(torch.randn(40, 8, generator=generator), dim=1)
-    got = set(zip(*mutual_nearest(a, b)))
+    got = set(zip(*mutual_nearest(a, b, block=block)))
     expected = set()
     for i in range(50):
         j = max(range(40), key=lambda j: float(a[i] @ b[j]))
