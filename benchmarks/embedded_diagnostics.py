@@ -15,7 +15,9 @@
    intrinsics (patch centres lifted, a RANSAC similarity per pair, chained over a
    spanning tree as refinement does), once with the true patch correspondences (what
    a perfect matching step would give) and once with mutual nearest neighbours of the
-   network's last-layer patch tokens (what the network's features give).
+   network's last-layer patch tokens (what the network's features give); for a model
+   with a descriptor head, also its own matches through the solve it ships with
+   (`recon3d.geometry.pose_from_matches`).
 
 Images are rendered at the model's working width (4:3, height a multiple of the patch)
 and fed to the network directly. Seeds are the held-out ones (below training's).
@@ -34,7 +36,7 @@ from rich.table import Table
 from recon3d.eval.metrics import camera_metrics
 from recon3d.geometry.cameras import pose_encoding_to_cameras
 from recon3d.geometry.pose_from_matches import cell_points
-from recon3d.networks.vggt.family import solved_cameras
+from recon3d.networks.vggt.family import matched_cameras, solved_cameras
 from recon3d.refine.initial import chain_poses, ransac_similarity
 from recon3d.synth import make_scene
 from recon3d.train.data import sample_from_scene
@@ -42,6 +44,9 @@ from recon3d.train.matching import attention_on_matches, capture_queries_keys
 from recon3d.zoo import load_model
 
 ANGLE_BINS = (0, 30, 60, 90, 180)
+
+
+SOURCES = {"rot_head": "camera head", "rot_points": "solved from points", "rot_matches": "solved from descriptor matches"}
 
 
 def angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> np.ndarray:
@@ -68,6 +73,10 @@ def run(model, images: torch.Tensor) -> dict:
     if "world_points" in out:
         solved = solved_cameras(out, intrinsics)
         result["rot_points"] = solved[:, :3, :3].double().numpy()
+    if "descriptors" in out:
+        matched, _ = matched_cameras(out, extrinsics, intrinsics)
+        result["rot_matches"] = matched[:, :3, :3].double().numpy()
+        result["w2c_matches"] = np.concatenate([matched.double().numpy(), np.tile([[[0, 0, 0, 1.0]]], (len(matched), 1, 1))], 1)
     return result
 
 
@@ -136,7 +145,7 @@ def main() -> None:
                                 / out_a["camera_token"][0].norm()))
         truth = a.extrinsics[1:, :3, :3].double().numpy()
         true_angle = angle_deg(np.repeat(np.eye(3)[None], len(truth), 0), truth)
-        for source in ("rot_head", "rot_points"):
+        for source in SOURCES:
             if source in out_a:
                 predicted = out_a[source][1:]
                 rows += [{"source": source, "true": float(t), "error": float(e), "predicted": float(p)}
@@ -147,6 +156,9 @@ def main() -> None:
         for name, matches in zip(solved_auc, (a.matches.numpy(), token_matches(out_a["patch_tokens"]))):
             w2c = cameras_from_matches(out_a["depth"], out_a["intrinsics"], matches, patch)
             solved_auc[name].append(camera_metrics(w2c, truth_w2c)["auc@30"])
+        if "w2c_matches" in out_a:
+            solved_auc.setdefault("the descriptor head's matches", []).append(
+                camera_metrics(out_a["w2c_matches"], truth_w2c)["auc@30"])
         for layer, block in enumerate(model.aggregator.global_blocks):
             with capture_queries_keys(block.attn) as captured:
                 model(a.images)
@@ -169,7 +181,7 @@ def main() -> None:
     rot.add_column("corr(predicted angle, true angle)")
     summary: dict = {"model": args.model, "cpu": cpu_model(), "swap_depth": float(np.mean(swap_depth)),
                      "swap_camera_token": float(np.mean(swap_token)), "attention_mass_over_uniform": mass.tolist()}
-    for source in ("rot_head", "rot_points"):
+    for source in SOURCES:
         picked = [r for r in rows if r["source"] == source]
         if not picked:
             continue
@@ -178,7 +190,7 @@ def main() -> None:
             errors = [r["error"] for r in picked if lo <= r["true"] < hi]
             cells.append(f"{np.median(errors):.1f} ({len(errors)})" if errors else "-")
         corr = float(np.corrcoef([r["predicted"] for r in picked], [r["true"] for r in picked])[0, 1])
-        rot.add_row("camera head" if source == "rot_head" else "solved from points", *cells, f"{corr:.3f}")
+        rot.add_row(SOURCES[source], *cells, f"{corr:.3f}")
         summary[source] = {"median_error": float(np.median([r["error"] for r in picked])), "corr": corr}
     console.print(rot)
     att = Table(title="3. attention mass on the true correspondence, as a multiple of uniform attention")
