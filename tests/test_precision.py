@@ -5,6 +5,7 @@ pose encoding within 0.05, on the parity networks' goldens inputs (random weight
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -92,7 +93,7 @@ def _within_bounds(reference, other) -> None:
 
 
 @pytest.mark.parametrize("config", ["tiny_conv", "tiny_dino"])
-def test_bf16_holds_backbone_weights_in_bf16_and_stays_within_bounds(vggt_parity, config) -> None:
+def test_bf16_holds_matrix_weights_in_bf16_and_stays_within_bounds(vggt_parity, config) -> None:
     inputs = load_file(vggt_parity / "inputs.safetensors")
     images = inputs["images_s3"]
     reference = load_model(vggt_parity / config, precision="fp32", device="cpu")
@@ -102,10 +103,41 @@ def test_bf16_holds_backbone_weights_in_bf16_and_stays_within_bounds(vggt_parity
     norms = [m for m in held.aggregator.modules() if isinstance(m, nn.LayerNorm)]
     assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
     assert all(m.weight.dtype == torch.float32 for m in norms)
-    assert all(p.dtype == torch.float32 for p in held.depth_head.parameters())
-    backbone_bytes = sum(p.numel() * p.element_size() for p in held.aggregator.parameters())
-    assert backbone_bytes < 0.6 * sum(p.numel() * 4 for p in held.aggregator.parameters())
+    # Heads hold their matrix weights in bf16 and compute in fp32: same layer types'
+    # interface, biases and norms fp32.
+    head_layers = [m for m in held.depth_head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    assert head_layers and all(m.weight.dtype == torch.bfloat16 for m in head_layers)
+    assert all(m.bias.dtype == torch.float32 for m in head_layers if m.bias is not None)
+    held_bytes = sum(p.numel() * p.element_size() for p in held.parameters())
+    assert held_bytes < 0.55 * sum(p.numel() * 4 for p in held.parameters())
     _within_bounds(_outputs(reference, images), _outputs(held, images))
+
+
+def test_a_head_layer_held_in_bf16_computes_in_fp32() -> None:
+    """The held layers give exactly the fp32 layer with bf16-rounded weights (the input is
+    not rounded), for a linear, a convolution and a transposed convolution."""
+    generator = torch.Generator().manual_seed(0)
+    layers = [nn.Linear(16, 8), nn.Conv2d(4, 6, 3, padding=1), nn.ConvTranspose2d(4, 6, 4, stride=4)]
+    inputs = [torch.randn(5, 16, generator=generator), torch.randn(2, 4, 9, 9, generator=generator),
+              torch.randn(2, 4, 5, 5, generator=generator)]
+
+    class Holder(nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def backbone_modules(self):
+            return []
+
+    for layer, x in zip(layers, inputs):
+        rounded = copy.deepcopy(layer)
+        with torch.no_grad():
+            rounded.weight.copy_(rounded.weight.to(torch.bfloat16).float())
+        held = apply_precision(Holder(layer), PrecisionChoice(torch.bfloat16, "test"), "cpu").layer
+        assert held.weight.dtype == torch.bfloat16 and held.bias.dtype == torch.float32
+        out = held(x)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, rounded(x), rtol=0, atol=0)
 
 
 def test_dust3r_in_bf16_holds_its_backbone_in_bf16_and_stays_within_bounds(dust3r_parity) -> None:
@@ -129,6 +161,8 @@ def test_dust3r_in_bf16_holds_its_backbone_in_bf16_and_stays_within_bounds(dust3
     reduced.load_checkpoint(weights)
     apply_precision(reduced.eval(), PrecisionChoice(torch.bfloat16, "test"), "cpu")
     assert reduced.dec_blocks[0].attn.qkv.weight.dtype == torch.bfloat16
-    assert all(p.dtype == torch.float32 for p in reduced.downstream_head1.parameters())
+    head_weights = [m.weight for m in reduced.downstream_head1.modules()
+                    if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    assert head_weights and all(w.dtype == torch.bfloat16 for w in head_weights)
     for ref, out in zip(run(reference.eval()), run(reduced)):
         assert float((out - ref).abs().max() / (ref.max() - ref.min())) < 0.01

@@ -104,7 +104,8 @@ def test_parameter_count_of_vggt1b_matches_manifest(vggt_parity):
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
 def test_bf16_load_converts_each_tensor_as_fp32_then_bf16_would(tmp_path, tiny_conv, suffix):
     """Loading in bf16 (weights converted as they are read) gives exactly the fp32 load
-    converted afterwards: backbone matrices in bf16, everything else bit for bit fp32."""
+    converted afterwards: backbone matrices and head matrix weights in bf16, everything
+    else (norms, biases, tokens) bit for bit fp32."""
     from recon3d.networks.precision import PrecisionChoice, apply_precision
 
     weights = load_file(tiny_conv / "weights.safetensors")
@@ -121,7 +122,7 @@ def test_bf16_load_converts_each_tensor_as_fp32_then_bf16_would(tmp_path, tiny_c
     for key, value in loaded.state_dict().items():
         assert value.dtype == expected[key].dtype and torch.equal(value, expected[key]), key
         dtypes.add((key.startswith("aggregator."), value.dtype))
-    assert (True, torch.bfloat16) in dtypes and (False, torch.bfloat16) not in dtypes
+    assert (True, torch.bfloat16) in dtypes and (False, torch.bfloat16) in dtypes and (False, torch.float32) in dtypes
 
 
 def test_truncated_safetensors_tensor_is_one_clear_error(tmp_path, tiny_conv):

@@ -8,7 +8,8 @@ On the CPU, ``auto`` means bf16 where the CPU has native bf16 matrix instruction
 AVX512-BF16) and a short matrix-product measurement, cached per machine, confirms that bf16
 is faster there; fp32 elsewhere, where bf16 is emulated and several times slower. In bf16
 on the CPU the backbone's matrix weights are held in bf16 (half the memory, no cast per
-call). int8 dynamic quantisation was measured and is not offered: on VGGT-1B-size
+call), and so are the heads' weights, which the heads widen layer by layer to compute in
+fp32 (their arithmetic is unchanged; the weights are rounded to bf16 once). int8 dynamic quantisation was measured and is not offered: on VGGT-1B-size
 networks it missed the accuracy bound (see benchmarks/RESULTS.md).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,33 @@ def choose_precision(precision: str, device: torch.device | str) -> PrecisionCho
                                                   f"{speedup:.1f}x fp32 here")
 
 
+class _HeldLinear(nn.Linear):
+    """A linear layer with its weight held in bf16 and applied in fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.float(), self.bias)
+
+
+class _HeldConv2d(nn.Conv2d):
+    """A convolution with its weight held in bf16 and applied in fp32."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return super()._conv_forward(x, weight.float(), bias)
+
+
+class _HeldConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution with its weight held in bf16 and applied in fp32."""
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        output_padding = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size, 2,
+                                              self.dilation)
+        return F.conv_transpose2d(x, self.weight.float(), self.bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
+
+
+_HELD_IN_BF16 = {nn.Linear: _HeldLinear, nn.Conv2d: _HeldConv2d, nn.ConvTranspose2d: _HeldConvTranspose2d}
+
+
 def apply_precision(model: nn.Module, choice: PrecisionChoice, device: torch.device | str) -> nn.Module:
     """Set ``model`` (on ``device``, or on the meta device to be filled for ``device``) to run
     its backbone as ``choice`` says.
@@ -156,15 +185,22 @@ def apply_precision(model: nn.Module, choice: PrecisionChoice, device: torch.dev
     The network's ``backbone_modules()`` are what runs in reduced precision. On the CPU in
     bf16 their linear and convolution weights are converted to bf16 once, where autocast
     would cast them on every call; norms, tokens and everything outside the backbone stay
-    fp32.
+    fp32. The other linear and convolution layers (the heads) hold their weights in bf16
+    too, widened to fp32 one layer at a time as they run: VGGT-1B's heads are a fifth of its
+    parameters, and in fp32 they alone kept its weights above 0.6x their fp32 size.
     """
     device = torch.device(device)
     model.backbone_dtype = choice.autocast
     if choice.autocast is torch.bfloat16 and device.type == "cpu":
-        for backbone in model.backbone_modules():
-            for module in backbone.modules():
-                if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    module.to(torch.bfloat16)
+        backbone = {id(module) for part in model.backbone_modules() for module in part.modules()}
+        for module in model.modules():
+            if not isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                continue
+            if id(module) in backbone:
+                module.to(torch.bfloat16)
+            elif type(module) in _HELD_IN_BF16:
+                module.__class__ = _HELD_IN_BF16[type(module)]
+                module.weight = nn.Parameter(module.weight.to(torch.bfloat16), requires_grad=False)
     return model
 
 

@@ -175,7 +175,10 @@ class DUSt3R(nn.Module):
         Returns the skipped keys (none: every key of a DUSt3R checkpoint is used)."""
         state_dict = dict(state_dict)
         for alias, target in self.alias_keys().items():
-            if alias in state_dict and target in state_dict and not torch.equal(state_dict[alias], state_dict[target]):
+            # A loader may already hold the target in the network's precision (bf16 on the
+            # CPU); the alias, not a network name, arrives as stored: compare them alike.
+            if alias in state_dict and target in state_dict and not torch.equal(
+                    state_dict[alias].to(state_dict[target].dtype), state_dict[target]):
                 raise RuntimeError(f"'{alias}' differs from '{target}', which it should repeat")
             if target in state_dict:
                 state_dict[alias] = state_dict[target]
