@@ -6,6 +6,7 @@ waits until the viewer shows the exported GLB. Prints one row per run; the first
 includes loading the model.
 
     python benchmarks/ui_latency.py [--images 8] [--runs 2] [--threads 2]
+    python benchmarks/ui_latency.py --runs 1 --screenshot assets/ui_screenshot.png   # the README's picture
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scene", default=str(REPO / "assets" / "scenes" / "object_8" / "images"))
+    parser.add_argument("--screenshot", help="save a picture of the page after the last run here (PNG)")
     args = parser.parse_args()
 
     import torch
@@ -46,7 +48,7 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
                                          args=["--no-sandbox", "--disable-background-networking"])
             for run in range(args.runs):
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.locator("#inputs input[type=file]").set_input_files(images)
                 expect(page.locator("#inputs a[download]")).to_have_count(len(images), timeout=120_000)
@@ -55,6 +57,9 @@ def main() -> None:
                 expect(page.locator("#status")).to_contain_text("export 1", timeout=600_000)
                 expect(page.locator("#viewer canvas")).to_be_visible(timeout=60_000)
                 rows.append((run, time.perf_counter() - start))
+                if args.screenshot and run == args.runs - 1:
+                    page.wait_for_timeout(3000)  # the viewer fits the camera to the model after loading
+                    page.screenshot(path=args.screenshot, full_page=False)
                 page.close()
             browser.close()
     finally:

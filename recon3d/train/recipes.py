@@ -8,8 +8,9 @@ from recon3d.train.loop import TrainConfig
 from recon3d.zoo import recon3d_tiny_config
 
 RECIPES: dict[str, TrainConfig] = {
+    # Stage one: the network without its descriptor head (stage two adds and trains it).
     "recon3d-tiny": TrainConfig(
-        model=recon3d_tiny_config(),
+        model=dataclasses.replace(recon3d_tiny_config(), enable_descriptor=False, cameras_from="head"),
         # 16 scenes per optimiser step (two passes of 8): one scene per step gave at most
         # 7 pose targets per gradient, far below any published recipe.
         steps=500,
@@ -47,14 +48,14 @@ RECIPES: dict[str, TrainConfig] = {
 }
 
 # Stage two of the embedded model: the descriptor head learns to match on top of the
-# frozen stage-one network (`--init-from models/recon3d-tiny` as trained by the recipe
-# above), and inference solves the cameras from its matches. One 8-view scene per step:
+# frozen stage-one network (`--init-from` the model folder the recipe above wrote, e.g.
+# runs/recon3d-tiny/model), and inference solves the cameras from its matches. One 8-view scene per step:
 # each gives 56 ordered view pairs of up to 256 supervised cells, so a step already sees
 # about 10,000 correspondences.
 RECIPES["recon3d-tiny-matching"] = dataclasses.replace(
     RECIPES["recon3d-tiny"],
-    model=dataclasses.replace(recon3d_tiny_config(), enable_descriptor=True, cameras_from="matches"),
-    steps=1200,
+    model=recon3d_tiny_config(),
+    steps=3000,
     batch=1,
     accumulate=1,
     lr=1e-3,
