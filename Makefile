@@ -54,17 +54,22 @@ ui: setup
 bench: setup
 	$(PY) benchmarks/vggt_cpu.py
 
-# On a lent GPU (a CUDA build of torch installed): continue the embedded model from the
-# shipped weights for TRAIN_MINUTES on a longer schedule, rendering scenes with 12 workers,
-# and copy the new weights (config.json, model.safetensors: 25 MB) to OUT.
-TRAIN_MINUTES ?= 9
+# On a lent GPU (a CUDA build of torch installed): continue the embedded model's network
+# from the shipped weights for TRAIN_MINUTES on a longer schedule (stage one, 12 scene
+# renderers), then train its descriptor head on the result for MATCH_MINUTES (stage two),
+# and copy the new weights (config.json, model.safetensors: 26 MB) and logs to OUT.
+TRAIN_MINUTES ?= 7
+MATCH_MINUTES ?= 2
 TRAIN_STEPS ?= 20000
 SHIPPED_STEP ?= 500
 OUT ?= out/gpu-train
 train-gpu: setup
 	$(VENV)/bin/recon3d train recon3d-tiny -o runs/gpu --device cuda --workers 12 --steps $(TRAIN_STEPS) \
 		--minutes $(TRAIN_MINUTES) --init-from models/recon3d-tiny --start-step $(SHIPPED_STEP)
-	mkdir -p $(OUT) && cp runs/gpu/model/config.json runs/gpu/model/model.safetensors runs/gpu/log.jsonl $(OUT)/
+	$(VENV)/bin/recon3d train recon3d-tiny-matching -o runs/gpu-matching --device cuda \
+		--minutes $(MATCH_MINUTES) --init-from runs/gpu/model
+	mkdir -p $(OUT) && cp runs/gpu-matching/model/config.json runs/gpu-matching/model/model.safetensors $(OUT)/ \
+		&& cp runs/gpu/log.jsonl $(OUT)/stage-one.jsonl && cp runs/gpu-matching/log.jsonl $(OUT)/stage-two.jsonl
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -11,7 +11,7 @@ import torch
 
 from recon3d.errors import Recon3DError
 from recon3d.geometry.cameras import pose_encoding_to_cameras
-from recon3d.networks.vggt import VGGTConfig
+from recon3d.networks.vggt import VGGT, VGGTConfig
 from recon3d.synth import make_scene
 from recon3d.train.data import (
     TRAIN_SEED_OFFSET,
@@ -23,7 +23,7 @@ from recon3d.train.data import (
     render_scene,
     sample_from_scene,
 )
-from recon3d.train.loop import TrainConfig, curriculum, learning_rate, train
+from recon3d.train.loop import TrainConfig, _load_initial_weights, curriculum, learning_rate, train
 from recon3d.train.losses import camera_loss, dense_loss
 from recon3d.train.matching import attention_on_matches, correspondence_loss
 from recon3d.zoo import load_model
@@ -273,3 +273,8 @@ def test_a_descriptor_head_trains_on_a_frozen_network(tmp_path):
     # Weights that lack parameters outside the trainable ones are refused.
     with pytest.raises(Recon3DError, match="do not fit"):
         train(dataclasses.replace(stage2, trainable=None), tmp_path / "stage3", init_from=tmp_path / "stage1" / "model")
+    # Stage one may continue a two-stage model: the head it lacks is dropped, the rest loads.
+    continued = VGGT(network)
+    _load_initial_weights(continued, tmp_path / "stage2" / "model", trainable=None)
+    assert not any(k.startswith("descriptor_head.") for k in continued.state_dict())
+    assert all(torch.equal(v, stage1[k]) for k, v in continued.state_dict().items())

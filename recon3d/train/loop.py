@@ -244,18 +244,24 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 def _load_initial_weights(model: VGGT, init_from: str | Path, trainable: list[str] | None) -> None:
     """Fill ``model`` from the model directory ``init_from``. Parameters it lacks are allowed
     only under the ``trainable`` prefixes (a head added to a trained network, which keeps its
-    fresh initialisation); anything else missing or unexpected is an error."""
+    fresh initialisation); weights of a whole part this network does not have (the
+    descriptor head, when stage one continues the shipped two-stage model) are dropped;
+    anything else missing or unexpected is an error."""
     from recon3d.errors import Recon3DError
     from recon3d.zoo import load_model
 
     # fp32: "auto" would hold the backbone in bf16 on some CPUs and round the weights.
     weights = load_model(init_from, precision="fp32").state_dict()
-    result = model.load_state_dict(weights, strict=False)
+    parts = dict(model.named_children())
+    dropped = sorted({key.split(".")[0] for key in weights if key.split(".")[0] not in parts})
+    result = model.load_state_dict({k: v for k, v in weights.items() if k.split(".")[0] in parts}, strict=False)
     new = tuple(trainable or ())
     missing = [k for k in result.missing_keys if not (new and k.startswith(new))]
     if missing or result.unexpected_keys:
         raise Recon3DError(f"the weights in {init_from} do not fit this network: missing {missing[:5]}, "
                            f"unexpected {result.unexpected_keys[:5]}")
+    if dropped:
+        log.info("this network has no %s: those weights in %s are not used", ", ".join(dropped), init_from)
     if result.missing_keys:
         log.info("%d new parameter tensors start from their initialisation", len(result.missing_keys))
 
