@@ -88,6 +88,8 @@ def worker(args: argparse.Namespace) -> None:
         model.backbone_dtype = choice.autocast
     if args.keep_all_layers:
         _keep_all_layers(model.aggregator)
+    if args.frames_chunk is not None:
+        model.frames_chunk_size = args.frames_chunk
     build_s = time.perf_counter() - start
     model_gb = _rss_gb()
 
@@ -119,6 +121,8 @@ def run_config(args, frames: int, precision: str, keep_all: bool, src: str | Non
            "--height", str(args.height), "--width", str(args.width), "--save", str(save)]
     if keep_all:
         cmd.append("--keep-all-layers")
+    if args.frames_chunk is not None:
+        cmd += ["--frames-chunk", str(args.frames_chunk)]
     if src:
         cmd += ["--src", src]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -170,6 +174,8 @@ def main() -> None:
                         help="full-size forwards timed per configuration; 'best s' is the fastest")
     parser.add_argument("--keep-all-layers", action="store_true",
                         help="also run each configuration with all 24 aggregator layers kept (keep_layers=None)")
+    parser.add_argument("--frames-chunk", type=int, metavar="N",
+                        help="frames the DPT heads decode at once (default: the model's own setting)")
     parser.add_argument("--baseline-src", metavar="DIR",
                         help="also run each configuration with recon3d imported from DIR and print ratios")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -49,8 +49,11 @@ class VGGT(nn.Module):
         )
         self.descriptor_head = (DescriptorHead(dim, config.patch_size, config.descriptor_dim)
                                 if config.enable_descriptor else None)
-        # Frames per DPT chunk: bounds the heads' activation memory on long sequences.
-        self.frames_chunk_size: int | None = 8
+        # Frames per DPT chunk: bounds the heads' activation memory. At full resolution a
+        # chunk holds several fp32 maps of 128 channels per frame; 2 frames instead of
+        # VGGT's 8 took 1.5 GB off VGGT-1B's peak at 8 frames on the CPU, in the same
+        # time (benchmarks/RESULTS.md), and the outputs do not depend on it.
+        self.frames_chunk_size: int | None = 2
         # Autocast dtype of the aggregator (None = fp32); see recon3d.networks.precision.
         self.backbone_dtype: torch.dtype | None = None
 
