@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from recon3d.eval.metrics import camera_metrics
-from recon3d.geometry.pose_from_matches import cameras_from_descriptors, cell_points, mutual_nearest
+from recon3d.geometry.pose_from_matches import cameras_from_descriptors, candidate_pairs, cell_points, mutual_nearest
 from recon3d.synth import make_scene
 from recon3d.train.data import normalise_views
 from recon3d.train.matching import descriptor_loss
@@ -124,3 +124,19 @@ def test_descriptor_loss_is_small_for_matching_descriptors_and_large_for_random_
     bad, bad_hits = descriptor_loss(shuffled, matches, torch.Generator().manual_seed(0), temperature=0.05)
     assert good_hits == 1.0 and bad_hits == 0.0
     assert float(good) < 1e-6 < 10.0 < float(bad)
+
+
+def test_candidate_pairs_are_all_pairs_for_few_views_and_linear_beyond():
+    generator = torch.Generator().manual_seed(0)
+    few = F.normalize(torch.randn(12, 3, 4, 8, generator=generator), dim=-1)
+    assert candidate_pairs(few) == [(i, j) for i in range(12) for j in range(i + 1, 12)]
+    # Two groups of views with distinct descriptors, interleaved in the input order: each
+    # view's most similar partners must come from its own group.
+    base = F.normalize(torch.randn(2, 8, generator=generator), dim=-1)
+    group = torch.arange(40) % 2
+    many = F.normalize(base[group][:, None, None, :] + 0.05 * torch.randn(40, 3, 4, 8, generator=generator), dim=-1)
+    pairs = candidate_pairs(many)
+    assert len(pairs) <= 40 * 8 and all(i < j for i, j in pairs)
+    assert {(i, i + 1) for i in range(39)} <= set(pairs)  # the sequence stays linked
+    retrieved = [(i, j) for i, j in pairs if j - i > 2]
+    assert retrieved and all(group[i] == group[j] for i, j in retrieved)

@@ -3,7 +3,8 @@
 The embedded model's camera head does not follow the true rotations, but its depth and
 intrinsics are usable: with correct correspondences, cameras solved from them reach a
 useful accuracy (benchmarks/embedded_diagnostics.py, diagnostic 4). Its descriptor head
-supplies the correspondences: mutual nearest neighbours between every pair of views,
+supplies the correspondences: mutual nearest neighbours between every pair of views
+(up to 12 views; beyond, each view's sequence neighbours and most similar views),
 lifted to 3D with each view's depth; per pair a RANSAC similarity (depth is known per
 view only up to scale); the pairs chained over a maximum spanning tree of inlier counts.
 
@@ -19,7 +20,7 @@ import torch
 from recon3d.geometry.align import umeyama
 from recon3d.refine.initial import PairMotion, chain_poses, ransac_similarity
 
-__all__ = ["MatchedCameras", "mutual_nearest", "cell_points", "cameras_from_descriptors"]
+__all__ = ["MatchedCameras", "mutual_nearest", "cell_points", "candidate_pairs", "cameras_from_descriptors"]
 
 
 @dataclass
@@ -72,6 +73,30 @@ def cell_points(depth: np.ndarray, intrinsics: np.ndarray, stride: int) -> np.nd
     return np.stack([x, y, z], axis=-1)
 
 
+def candidate_pairs(descriptors: torch.Tensor, all_pairs_up_to: int = 12, partners: int = 8) -> list[tuple[int, int]]:
+    """View pairs ``(i, j), i < j`` worth matching, from descriptors ``[S,h,w,D]``.
+
+    Every pair up to ``all_pairs_up_to`` views. Beyond, the cost must not grow with the
+    square of the views: each view keeps its two successors in the input order (videos
+    and walk-throughs are sequences) and the ``partners - 2`` views whose mean descriptor
+    (a global one, normalised) is most similar to its own.
+    """
+    views = descriptors.shape[0]
+    if views <= all_pairs_up_to:
+        return [(i, j) for i in range(views) for j in range(i + 1, views)]
+    global_desc = torch.nn.functional.normalize(descriptors.flatten(1, 2).float().mean(1), dim=-1)
+    similarity = global_desc @ global_desc.T
+    similarity.fill_diagonal_(-torch.inf)
+    chosen = set()
+    for i in range(views):
+        for j in (i + 1, i + 2):
+            if j < views:
+                chosen.add((i, j))
+        for j in similarity[i].topk(partners - 2).indices.tolist():
+            chosen.add((min(i, j), max(i, j)))
+    return sorted(chosen)
+
+
 def cameras_from_descriptors(depth: np.ndarray, intrinsics: np.ndarray, descriptors: torch.Tensor,
                              fallback_w2c: np.ndarray, stride: int, threshold: float = 0.1,
                              min_inliers: int = 12, refit_rounds: int = 3) -> MatchedCameras:
@@ -96,14 +121,13 @@ def cameras_from_descriptors(depth: np.ndarray, intrinsics: np.ndarray, descript
     flat = descriptors.flatten(1, 2)
     motions: dict[tuple[int, int], PairMotion] = {}
     links: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    for i in range(views):
-        for j in range(i + 1, views):
-            a, b = mutual_nearest(flat[i], flat[j])
-            motion, inliers = ransac_similarity(points[i, a], points[j, b], threshold=threshold,
-                                                min_inliers=min_inliers)
-            if motion is not None:
-                motions[(i, j)] = motion
-                links[(i, j)] = (a[inliers], b[inliers])
+    for i, j in candidate_pairs(descriptors):
+        a, b = mutual_nearest(flat[i], flat[j])
+        motion, inliers = ransac_similarity(points[i, a], points[j, b], threshold=threshold,
+                                            min_inliers=min_inliers)
+        if motion is not None:
+            motions[(i, j)] = motion
+            links[(i, j)] = (a[inliers], b[inliers])
     fallback_w2c = np.asarray(fallback_w2c, dtype=np.float64)
     if not motions:
         return MatchedCameras(fallback_w2c @ np.linalg.inv(fallback_w2c[0]), np.ones(views),
