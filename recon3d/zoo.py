@@ -98,11 +98,11 @@ def recon3d_tiny_config() -> VGGTConfig:
 
     Its cameras are solved, not regressed (``cameras_from="matches"``): a descriptor head
     (trained in a second stage on the frozen network) matches 4x4-pixel cells between the
-    views, and `recon3d.geometry.pose_from_matches` solves each view's pose from those
-    matches lifted with the predicted depth. Validation put the camera head at a mean
-    rotation error of 70° and poses solved from the point-map head at 77°, against 39° for
-    the matched ones; the camera head still gives the intrinsics, and its poses stand in
-    for views that no verified pair reaches.
+    views, and `recon3d.geometry.pose_from_matches` solves the views' relative poses from
+    those matches (an essential matrix per pair), with the predicted depth for the scale.
+    On held-out scenes that beats the camera head and the poses solved from the point-map
+    head by far (benchmarks/RESULTS.md); the camera head still gives the intrinsics, and
+    its poses stand in for views that no verified pair reaches.
 
     Unlike VGGT-1B (DINOv2 tokens, LayerScale 0.01) it trains from scratch: its conv
     patch tokens are LayerNormed and its residual branches start at full weight

@@ -15,8 +15,8 @@ from recon3d.train.matching import descriptor_loss
 STRIDE = 4
 
 
-def _scene(kind: str, seed: int, views: int):
-    scene = make_scene(kind, seed=seed, num_views=views, size_wh=(96, 72))
+def _scene(kind: str, seed: int, views: int, size_wh: tuple[int, int] = (96, 72)):
+    scene = make_scene(kind, seed=seed, num_views=views, size_wh=size_wh)
     ext, depth, points = normalise_views(scene.extrinsics_w2c, scene.depths.astype(np.float64),
                                          scene.intrinsics, scene.masks)
     return scene, ext, depth, points
@@ -64,7 +64,7 @@ def test_ideal_matches_with_exact_depth_in_unknown_per_view_scales_recover_the_c
     # Objects: every pair of views overlaps (in rooms some views share almost no surface,
     # and no matcher can place them).
     for kind, seed in (("object", 1), ("object", 6)):
-        scene, ext, depth, points = _scene(kind, seed, 6)
+        scene, ext, depth, points = _scene(kind, seed, 6, (192, 144))
         # Each view's depth in its own unknown scale, as a network predicts it.
         depth_scale = np.array([1.0, 0.6, 1.7, 1.2, 0.8, 2.5])
         descriptors = _position_descriptors(points, scene.masks, wavelength=0.5)
@@ -72,7 +72,10 @@ def test_ideal_matches_with_exact_depth_in_unknown_per_view_scales_recover_the_c
                                           np.repeat(np.eye(4)[None], 6, 0), STRIDE)
         assert solved.reached.all(), kind
         metrics = camera_metrics(solved.extrinsics_w2c, ext)
-        assert metrics["auc@30"] > 0.95 and metrics["rot_err_median_deg"] < 1.0, (kind, metrics)
+        # The motions come from 4-pixel cell centres through the essential matrix, so a
+        # match is off by up to half a cell: about 0.6° at this size, compounded along the
+        # spanning tree.
+        assert metrics["auc@30"] > 0.95 and metrics["rot_err_median_deg"] < 2.0, (kind, metrics)
         # Rescaled depth agrees with view 0's units, and so do the translations.
         assert np.allclose(solved.depth_scale * depth_scale, 1.0, rtol=0.03), (kind, solved.depth_scale)
         baseline = np.linalg.norm(solved.extrinsics_w2c[1:, :3, 3], axis=1)

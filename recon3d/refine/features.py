@@ -108,15 +108,19 @@ def match_descriptors(desc_a: torch.Tensor, desc_b: torch.Tensor, ratio: float =
     return torch.stack([a_index[keep], best_b[keep]], dim=1).numpy().astype(np.int64)
 
 
-def ransac_options(max_error_px: float, seed: int, min_trials: int = 1000):
+def ransac_options(max_error_px: float, seed: int, min_trials: int = 1000, max_trials: int | None = None):
     """pycolmap's RANSAC settings with an inlier threshold in pixels, a fixed seed
-    (repeatable runs) and at least ``min_trials`` hypotheses (COLMAP's default 1,000)."""
+    (repeatable runs), at least ``min_trials`` hypotheses (COLMAP's default 1,000) and at
+    most ``max_trials`` (None: COLMAP's 100,000; a cap also caps ``min_trials``)."""
     import pycolmap
 
     options = pycolmap.RANSACOptions()
     options.max_error = max_error_px
     options.random_seed = seed
     options.min_num_trials = min_trials
+    if max_trials is not None:
+        options.max_num_trials = max_trials
+        options.min_num_trials = min(min_trials, max_trials)
     return options
 
 

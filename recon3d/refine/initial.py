@@ -179,7 +179,7 @@ def consistent_motions(candidates: Mapping[tuple[int, int], list[PairMotion]],
 
 def essential_motion(xy_i: np.ndarray, xy_j: np.ndarray, k_i: np.ndarray, k_j: np.ndarray, lifted_i: np.ndarray,
                      lifted_j: np.ndarray, max_error_px: float = 4.0, min_inliers: int = 15,
-                     seed: int = 0) -> PairMotion | None:
+                     seed: int = 0, max_trials: int | None = None) -> PairMotion | None:
     """Relative motion from the essential matrix, with its scale from the predicted depth.
 
     The rotation and the translation's direction come from the keypoints alone (through
@@ -190,6 +190,8 @@ def essential_motion(xy_i: np.ndarray, xy_j: np.ndarray, k_i: np.ndarray, k_j: n
         xy_i, xy_j: ``[N,2]`` matched keypoints in original pixels.
         k_i, k_j: ``[3,3]`` predicted intrinsics in original pixels.
         lifted_i, lifted_j: ``[N,3]`` the keypoints' camera points from predicted depth.
+        max_trials: RANSAC's hypothesis cap (None: COLMAP's 100,000, which matches with a
+            low inlier ratio can reach; learned matches cap it).
 
     Returns:
         The motion (inliers = essential-matrix inliers), or None when the essential matrix
@@ -202,7 +204,7 @@ def essential_motion(xy_i: np.ndarray, xy_j: np.ndarray, k_i: np.ndarray, k_j: n
                                params=[k[0, 0], k[1, 1], k[0, 2], k[1, 2]])
 
     def estimate(min_trials: int):
-        options = ransac_options(max_error_px, seed, min_trials)
+        options = ransac_options(max_error_px, seed, min_trials, max_trials)
         return pycolmap.estimate_essential_matrix(xy_i, xy_j, camera(k_i), camera(k_j), options)
 
     # The matches are verified already: where nearly all fit one essential matrix, 100
