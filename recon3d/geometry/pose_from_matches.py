@@ -21,7 +21,7 @@ import torch
 
 from recon3d.refine.initial import PairMotion, chain_poses, essential_motion
 
-__all__ = ["MatchedCameras", "mutual_nearest", "cell_points", "candidate_pairs", "cameras_from_descriptors"]
+__all__ = ["MatchedCameras", "mutual_nearest", "cell_pixels", "cell_points", "candidate_pairs", "cameras_from_descriptors"]
 
 
 @dataclass
