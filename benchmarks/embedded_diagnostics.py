@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recon3d.eval.metrics import camera_metrics
-from recon3d.geometry.cameras import pose_encoding_to_cameras
+from recon3d.geometry.cameras import pose_encoding_to_cameras, to_homogeneous
 from recon3d.geometry.pose_from_matches import cell_points
 from recon3d.networks.vggt.family import matched_cameras, solved_cameras
 from recon3d.refine.initial import chain_poses, ransac_similarity
@@ -76,7 +76,7 @@ def run(model, images: torch.Tensor) -> dict:
     if "descriptors" in out:
         matched, _ = matched_cameras(out, extrinsics, intrinsics)
         result["rot_matches"] = matched[:, :3, :3].double().numpy()
-        result["w2c_matches"] = np.concatenate([matched.double().numpy(), np.tile([[[0, 0, 0, 1.0]]], (len(matched), 1, 1))], 1)
+        result["w2c_matches"] = to_homogeneous(matched).double().numpy()
     return result
 
 

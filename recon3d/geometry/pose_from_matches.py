@@ -70,14 +70,12 @@ def cell_points(depth: np.ndarray, intrinsics: np.ndarray, stride: int) -> np.nd
     """Camera-frame points ``[S, h*w, 3]`` (row-major cells) at the centre pixel of each
     ``stride x stride`` cell, from ``depth [S,H,W]`` and ``intrinsics [S,3,3]`` (pixel
     centres at +0.5); NaN where the depth is not finite and positive."""
-    views, height, width = depth.shape
-    rows, cols = np.divmod(np.arange((height // stride) * (width // stride)), width // stride)
-    v, u = rows * stride + stride // 2, cols * stride + stride // 2
-    z = depth[:, v, u].astype(np.float64)
+    x_pix, y_pix = cell_pixels(depth.shape[1], depth.shape[2], stride).T
+    z = depth[:, y_pix.astype(np.int64), x_pix.astype(np.int64)].astype(np.float64)
     z[~(np.isfinite(z) & (z > 0))] = np.nan
     k = intrinsics.astype(np.float64)
-    x = (u + 0.5 - k[:, None, 0, 2]) / k[:, None, 0, 0] * z
-    y = (v + 0.5 - k[:, None, 1, 2]) / k[:, None, 1, 1] * z
+    x = (x_pix - k[:, None, 0, 2]) / k[:, None, 0, 0] * z
+    y = (y_pix - k[:, None, 1, 2]) / k[:, None, 1, 1] * z
     return np.stack([x, y, z], axis=-1)
 
 

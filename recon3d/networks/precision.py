@@ -9,8 +9,9 @@ AVX512-BF16) and a short matrix-product measurement, cached per machine, confirm
 is faster there; fp32 elsewhere, where bf16 is emulated and several times slower. In bf16
 on the CPU the backbone's matrix weights are held in bf16 (half the memory, no cast per
 call), and so are the heads' weights, which the heads widen layer by layer to compute in
-fp32 (their arithmetic is unchanged; the weights are rounded to bf16 once). int8 dynamic quantisation was measured and is not offered: on VGGT-1B-size
-networks it missed the accuracy bound (see benchmarks/RESULTS.md).
+fp32 (their arithmetic is unchanged; the weights are rounded to bf16 once). int8 dynamic
+quantisation was measured and is not offered: on VGGT-1B-size networks it missed the
+accuracy bound (see benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
