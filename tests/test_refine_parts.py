@@ -1,6 +1,8 @@
 """Parts of the refinement checked against brute-force or analytic references."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from recon3d.refine.initial import (
     lift_keypoints,
     ransac_similarity,
 )
+from recon3d.refine.refine import _Failure, _search_focal
 from recon3d.refine.tracks import build_tracks
 from recon3d.types import FeatureTracks
 
@@ -246,3 +249,38 @@ def test_sift_workers_that_fail_leave_the_work_to_this_process(monkeypatch):
     for (xy_a, desc_a), (xy_b, desc_b) in zip(expected, got):
         np.testing.assert_array_equal(xy_a, xy_b)
         np.testing.assert_array_equal(desc_a, desc_b)
+
+
+def _solve_result(error: float, reached: int):
+    """What ``_solve`` returns, reduced to what the focal search compares."""
+    return SimpleNamespace(mean_error=error), None, np.arange(6) < reached
+
+
+def test_focal_search_finds_the_minimum_of_a_smooth_error_curve():
+    # Final error of whole solves against the focal factor: a parabola in log focal
+    # with its minimum at 1.17x the start (a start 15 % short, as the perturbed scenes).
+    truth = np.log2(1.17)
+    calls = []
+
+    def solve_with(factor):
+        calls.append(factor)
+        return _solve_result(0.15 + (np.log2(factor) - truth) ** 2, 6)
+
+    best = _search_focal(solve_with, _solve_result(0.15 + truth**2, 6))
+    chosen = [f for f in calls if best[0].mean_error == 0.15 + (np.log2(f) - truth) ** 2]
+    assert chosen and abs(np.log2(chosen[0]) - truth) < 0.02  # within 1.4 % of the true focal
+    assert len(calls) <= 4  # both neighbours, one step out, at most one parabola vertex
+    # The start is best: no step goes beyond its two neighbours.
+    calls.clear()
+    assert _search_focal(solve_with, _solve_result(0.1, 6))[0].mean_error == 0.1
+    assert 2 <= len(calls) <= 3 and all(2**-0.25 - 1e-9 <= f <= 2**0.25 + 1e-9 for f in calls)
+
+
+def test_focal_search_prefers_solves_that_reach_more_views_and_survives_failures():
+    def solve_with(factor):
+        if factor < 1:
+            raise _Failure("no tracks")
+        return _solve_result(0.5, 6)  # worse error, but every view reached
+
+    best = _search_focal(solve_with, _solve_result(0.2, 4))
+    assert best[0].mean_error == 0.5 and best[2].all()

@@ -33,11 +33,11 @@ class ViewFeatures:
 
 
 def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096, max_image_size: int = 1600,
-                     peak_threshold: float = 0.002, workers: int | None = None,
+                     peak_threshold: float = 0.001, workers: int | None = None,
                      on_image: Callable[[int], None] | None = None) -> list[ViewFeatures]:
     """SIFT (COLMAP's CPU implementation, RootSIFT-normalised) on each image's grey levels.
 
-    ``peak_threshold`` is a third of COLMAP's default (0.0067): low-contrast surfaces
+    ``peak_threshold`` is about a seventh of COLMAP's default (0.0067): low-contrast surfaces
     (smooth walls, rendered textures) then still give keypoints; ``max_features`` keeps
     the count bounded on busy photos.
 

@@ -87,7 +87,7 @@ class RefineOptions:
     method: str = "auto"
     max_features: int = 3072
     max_image_size: int = 1600
-    peak_threshold: float = 0.002
+    peak_threshold: float = 0.001
     ratio: float = 0.8
     min_pair_inliers: int = 15
     exhaustive_up_to: int = 12
@@ -249,7 +249,7 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
     adjusted, start, reached = _solve(start_pred, features, rgb, matches, valid, shared, options)
     # Pair motions computed with a wrong focal length are bent by several degrees, which
     # can leave views in a wrong minimum; once bundle adjustment has found the focal
-    # length, start again from it.
+    # length, start again from it. Where it could not move the focal length, search.
     from_original = np.linalg.inv(to_original)
     k_refined = np.einsum("sij,sjk->sik", from_original, adjusted.intrinsics)
     views = np.flatnonzero(reached)
@@ -267,13 +267,77 @@ def _refine(pred: Prediction, images: Sequence[PIL.Image.Image], options: Refine
         else:
             if again[2].sum() >= reached.sum():
                 adjusted, start, reached = again
+    else:
+        def solve_with(factor: float):
+            k_scaled = k_model.copy()
+            k_scaled[:, :2, :2] *= factor
+            return _solve(replace(pred, intrinsics=k_scaled.astype(np.float32)), features, rgb, matches, valid,
+                          shared, options, refine_focal=False)
+
+        adjusted, start, reached = _search_focal(solve_with, (adjusted, start, reached))
     return _refined_prediction(pred, adjusted, start, reached, before)
 
 
+def _search_focal(solve_with: Callable[[float], tuple], current: tuple, step: float = 0.25,
+                  max_steps: int = 3) -> tuple:
+    """The best of whole solves with the focal lengths held at ``2**x`` times the start.
+
+    Called when bundle adjustment left the focal lengths within 3 % of their start: either
+    the start was right, or the adjustment stalled (each free round moved the points
+    behind the cameras, or it crept a fraction of a percent). With little rotation in the
+    tracks the focal length is tied to them only weakly, and the local adjustment cannot
+    leave the basin its start put it in. Each pair's motion, and so that basin, depends on
+    the focal length; over whole solves the lowest final error sits at the true focal
+    length. Grid steps of ``step`` (in log2 focal) go out on each side, further while the
+    best solve is the outermost one (up to ``max_steps``); a parabola through the best and
+    its neighbours gives one more solve. Solves are compared by the views they reach, then
+    by mean reprojection error.
+
+    Args:
+        solve_with: a factor -> ``_solve``'s result with the focal lengths scaled by it and
+            held fixed (raises ``_Failure``).
+        current: ``_solve``'s result from the start (factor 1).
+    """
+    tried: dict[float, tuple | None] = {0.0: current}
+
+    def attempt(x: float) -> None:
+        try:
+            tried[x] = solve_with(2.0**x)
+        except _Failure:
+            tried[x] = None
+
+    def score(x: float) -> tuple[int, float]:
+        if tried[x] is None:
+            return 0, np.inf
+        adjusted, _, reached = tried[x]
+        return -int(reached.sum()), adjusted.mean_error
+
+    attempt(-step)
+    attempt(step)
+    for _ in range(max_steps - 1):
+        grid = sorted(tried)
+        best = min(grid, key=score)
+        if best not in (grid[0], grid[-1]):
+            break
+        attempt(best + step * np.sign(best))
+    grid = sorted(tried)
+    at = grid.index(min(grid, key=score))
+    if 0 < at < len(grid) - 1 and len({score(x)[0] for x in grid[at - 1:at + 2]}) == 1:
+        x = np.array(grid[at - 1:at + 2])
+        curve, slope, _ = np.polyfit(x, [score(v)[1] for v in x], 2)
+        vertex = -slope / (2 * curve) if curve > 0 else x[1]
+        if x[0] < vertex < x[2] and np.min(np.abs(x - vertex)) > 0.02:
+            attempt(float(vertex))
+    best = min(tried, key=score)
+    log.info("focal length searched over %d solves: %.3fx the start fits best", len(tried), 2.0**best)
+    return tried[best]
+
+
 def _solve(pred: Prediction, features, rgb: list[np.ndarray], matches: dict, valid: np.ndarray,
-           shared: bool, options: RefineOptions):
+           shared: bool, options: RefineOptions, refine_focal: bool = True):
     """Start poses from the pairs, then bundle adjustment, with ``pred``'s intrinsics as
-    the starting calibration; returns ``(BundleResult, InitialPoses, reached views)``."""
+    the starting calibration (held fixed unless ``refine_focal``); returns
+    ``(BundleResult, InitialPoses, reached views)``."""
     num_views = pred.num_views
     to_original = pred.to_original.astype(np.float64)
     k_model = pred.intrinsics.astype(np.float64)
@@ -308,7 +372,7 @@ def _solve(pred: Prediction, features, rgb: list[np.ndarray], matches: dict, val
     tracks = subset_tracks(replace(tracks, xyz=xyz), np.isfinite(xyz).all(1)[tracks.track])
     if tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {tracks.num_tracks} feature tracks link the views (at least {options.min_tracks} needed)")
-    adjusted = _adjust(pred, tracks, start_w2c, np.flatnonzero(reached), shared, options)
+    adjusted = _adjust(pred, tracks, start_w2c, np.flatnonzero(reached), shared, options, refine_focal)
     if adjusted.tracks.num_tracks < options.min_tracks:
         raise _Failure(f"only {adjusted.tracks.num_tracks} tracks survived bundle adjustment")
     if not adjusted.mean_error <= options.max_error_px:
@@ -373,9 +437,9 @@ def _shares_camera(pred: Prediction, views: np.ndarray, options: RefineOptions) 
 
 
 def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, views: np.ndarray, shared: bool,
-            options: RefineOptions):
+            options: RefineOptions, refine_focal: bool = True):
     """Bundle adjustment starting from ``pred``'s intrinsics; focal lengths are fixed when
-    they run away."""
+    they run away (or when not ``refine_focal``)."""
     k = pred.intrinsics.astype(np.float64)
     square = np.all(np.abs(k[views, 0, 0] / k[views, 1, 1] - 1.0) < 0.02)
     model = "SIMPLE_PINHOLE" if square else "PINHOLE"
@@ -383,9 +447,9 @@ def _adjust(pred: Prediction, tracks: FeatureTracks, start_w2c: np.ndarray, view
     names = pred.names or [f"{v:04d}" for v in range(pred.num_views)]
     names = [f"{v:04d}_{name}" for v, name in enumerate(names)]  # unique, whatever the input names
     start_focal = np.array([params[0] for _, _, params in cameras])  # fx, or f, comes first
-    for refine_focal in (True, False):
+    for free_focal in (True, False) if refine_focal else (False,):
         result = bundle_adjust(names, cameras, model, start_w2c, tracks, views, shared_camera=shared,
-                               max_error_px=options.max_error_px, refine_focal=refine_focal)
+                               max_error_px=options.max_error_px, refine_focal=free_focal)
         change = result.intrinsics[views, 0, 0] / start_focal[views]
         if np.all((change > 1 / options.max_focal_change) & (change < options.max_focal_change)):
             return result
