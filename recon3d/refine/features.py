@@ -74,9 +74,15 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
     return features
 
 
+def available_cores(limit: int = 8) -> int:
+    """CPU cores this process may run on, at most ``limit``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, limit))
+
+
 def _worker_count(workers: int | None, num_images: int) -> int:
     if workers is None:
-        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+        workers = available_cores()
     # Starting a worker costs about a third of a second: not worth it for a few images.
     return max(1, min(workers, num_images // 2))
 

@@ -33,6 +33,7 @@ from recon3d.refine.bundle import (
     subset_tracks,
 )
 from recon3d.refine.features import (
+    available_cores,
     extract_features,
     match_descriptors,
     retrieve_pairs,
@@ -346,16 +347,18 @@ def _solve(pred: Prediction, features, rgb: list[np.ndarray], matches: dict, val
     k_original = np.einsum("sij,sjk->sik", to_original, k_model)
     # Two estimates per pair: the essential matrix (independent of depth errors, weak
     # without baseline) and a 3D similarity of the lifted keypoints (the reverse).
-    candidates = {}
-    for (i, j), pair_matches in matches.items():
+    def pair_candidates(pair: tuple[int, int]) -> list:
+        (i, j), pair_matches = pair, matches[pair]
         a, b = pair_matches[:, 0], pair_matches[:, 1]
         from_epipolar = essential_motion(features[i].keypoints[a], features[j].keypoints[b], k_original[i],
                                          k_original[j], lifted[i][a], lifted[j][b], options.max_error_px,
                                          options.min_pair_inliers)
         from_depth, _ = ransac_similarity(lifted[i][a], lifted[j][b], min_inliers=options.min_pair_inliers)
-        found = [m for m in (from_epipolar, from_depth) if m is not None]
-        if found:
-            candidates[(i, j)] = found
+        return [m for m in (from_epipolar, from_depth) if m is not None]
+
+    # pycolmap's essential-matrix estimator releases the GIL: pairs run side by side.
+    with ThreadPoolExecutor(available_cores()) as pool:
+        candidates = {pair: found for pair, found in zip(matches, pool.map(pair_candidates, matches)) if found}
     motions = consistent_motions(candidates, options.max_triangle_deg)
     if not motions:
         raise _Failure("the feature matches disagree with the predicted depth in every pair")
