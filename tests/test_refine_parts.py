@@ -32,6 +32,9 @@ def test_match_descriptors_equals_brute_force():
     a /= np.linalg.norm(a, axis=1, keepdims=True)
     b /= np.linalg.norm(b, axis=1, keepdims=True)
     got = match_descriptors(torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32), ratio=0.8)
+    in_blocks = match_descriptors(torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32),
+                                  ratio=0.8, block=16)  # several blocks each way, the last one short
+    assert np.array_equal(in_blocks, got)
     dist = np.linalg.norm(a[:, None] - b[None], axis=2)
     expected = []
     for i in range(len(a)):
