@@ -254,9 +254,10 @@ def test_sift_workers_that_fail_leave_the_work_to_this_process(monkeypatch):
         np.testing.assert_array_equal(desc_a, desc_b)
 
 
-def _solve_result(error: float, reached: int):
+def _solve_result(error: float, reached: int, observations: int = 1000):
     """What ``_solve`` returns, reduced to what the focal search compares."""
-    return SimpleNamespace(mean_error=error), None, np.arange(6) < reached
+    adjusted = SimpleNamespace(mean_error=error, tracks=SimpleNamespace(num_observations=observations))
+    return adjusted, None, np.arange(6) < reached
 
 
 def test_focal_search_finds_the_minimum_of_a_smooth_error_curve():
@@ -287,3 +288,12 @@ def test_focal_search_prefers_solves_that_reach_more_views_and_survives_failures
 
     best = _search_focal(solve_with, _solve_result(0.2, 4))
     assert best[0].mean_error == 0.5 and best[2].all()
+
+
+def test_focal_search_does_not_prefer_a_solve_that_dropped_many_observations():
+    def solve_with(factor):
+        # Lower error only because a third of the observations were dropped as outliers.
+        return _solve_result(0.1, 6, observations=600) if factor > 1 else _solve_result(0.4, 6)
+
+    best = _search_focal(solve_with, _solve_result(0.3, 6))
+    assert best[0].mean_error == 0.3
