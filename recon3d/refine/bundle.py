@@ -14,14 +14,12 @@ from recon3d.types import FeatureTracks
 class BundleResult:
     """extrinsics_w2c ``[S,4,4]`` and intrinsics ``[S,3,3]`` (original pixels) of the adjusted
     views (others unchanged); tracks with adjusted points and only the observations kept;
-    errors ``[M]`` per kept observation in pixels; focal_refined: whether a round with free
-    focal lengths was kept (False when none was asked for or each one was undone)."""
+    errors ``[M]`` per kept observation in pixels."""
 
     extrinsics_w2c: np.ndarray
     intrinsics: np.ndarray
     tracks: FeatureTracks
     errors: np.ndarray
-    focal_refined: bool = False
 
     @property
     def mean_error(self) -> float:
@@ -124,7 +122,6 @@ def bundle_adjust(
     # dropped before the focal length has been adjusted: a wrong starting focal length
     # alone puts good observations far from their points.
     schedule = ((False, None), (refine_focal, 3 * max_error_px), (refine_focal, max_error_px), (refine_focal, None))
-    focal_refined = False
     for refine_round_focal, drop_above in schedule:
         before_round = (w2c.copy(), intrinsics.copy(), list(cams), tracks)
         reconstruction, point_ids = reconstruction_from_tracks(names, cams, camera_model, w2c, tracks, views,
@@ -154,10 +151,9 @@ def bundle_adjust(
         if np.isfinite(errors).mean() < 0.9:
             w2c, intrinsics, cams, tracks = before_round
             break
-        focal_refined = focal_refined or refine_round_focal
         limit = np.inf if drop_above is None else drop_above
         tracks = subset_tracks(tracks, np.isfinite(errors) & (errors <= limit))
         if tracks.num_tracks == 0:
             break
     errors = reprojection_errors(tracks.xyz, tracks, w2c, intrinsics)
-    return BundleResult(w2c, intrinsics, tracks, errors, focal_refined)
+    return BundleResult(w2c, intrinsics, tracks, errors)
