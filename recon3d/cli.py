@@ -429,6 +429,7 @@ def train(
     recipe: str = typer.Argument("recon3d-tiny", help="Training recipe (see recon3d.train.recipes)."),
     output: Path = typer.Option(Path("runs/recon3d-tiny"), "-o", "--output", help="Run folder: checkpoint.pt, log.jsonl, model/."),
     steps: Optional[int] = typer.Option(None, min=1, help="Train up to this step (default: the recipe's)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (default: the recipe's); lower it to continue trained weights from --init-from."),
     fresh: bool = typer.Option(False, "--fresh", help="Start from scratch instead of resuming the run folder's checkpoint."),
     workers: Optional[int] = typer.Option(None, min=0, help="Scene-rendering processes (default: the recipe's)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads for the network."),
@@ -450,7 +451,9 @@ def train(
         raise Recon3DError(f"unknown recipe '{recipe}'; recipes: {', '.join(RECIPES)}")
     if precision not in ("auto", "fp32", "bf16"):
         raise _bad_value(f"must be auto, fp32 or bf16, got {precision!r}", "--precision")
-    overrides = {k: v for k, v in {"steps": steps, "render_workers": workers, "threads": threads,
+    if lr is not None and not lr > 0:
+        raise _bad_value(f"must be positive, got {lr}", "--lr")
+    overrides = {k: v for k, v in {"steps": steps, "lr": lr, "render_workers": workers, "threads": threads,
                                    "device": device, "precision": precision, "max_minutes": minutes,
                                    "scene_cache": None if scene_cache is None else str(scene_cache)}.items()
                  if v is not None}

@@ -278,3 +278,21 @@ def test_a_descriptor_head_trains_on_a_frozen_network(tmp_path):
     _load_initial_weights(continued, tmp_path / "stage2" / "model", trainable=None)
     assert not any(k.startswith("descriptor_head.") for k in continued.state_dict())
     assert all(torch.equal(v, stage1[k]) for k, v in continued.state_dict().items())
+
+
+def test_the_train_command_passes_its_overrides_into_the_recipe(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import recon3d.train.loop
+    from recon3d.cli import app
+    from recon3d.train.recipes import RECIPES
+
+    seen = []
+    monkeypatch.setattr(recon3d.train.loop, "train", lambda cfg, out, **kw: seen.append((cfg, out, kw)))
+    args = ["train", "recon3d-tiny-matching", "-o", str(tmp_path / "run"), "--lr", "5e-4", "--steps", "40",
+            "--init-from", str(tmp_path / "model")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    expected = dataclasses.replace(RECIPES["recon3d-tiny-matching"], lr=5e-4, steps=40, device="auto", precision="auto")
+    assert seen == [(expected, tmp_path / "run", {"init_from": tmp_path / "model", "start_step": 0})]
+    assert CliRunner().invoke(app, ["train", "--lr", "0"]).exit_code != 0  # a learning rate must be positive
