@@ -1,11 +1,18 @@
 """Where networks run: ``"auto"`` and explicit device names, resolved and described once."""
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
 
 from recon3d.errors import InputError
+
+
+def available_cores(limit: int = 8) -> int:
+    """CPU cores this process may run on (its affinity, not the machine's count), at most ``limit``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, limit))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recon3d.refine.features import available_cores
+from recon3d.devices import available_cores
 from recon3d.refine.initial import PairMotion, chain_poses, essential_motion
 
 __all__ = ["MatchedCameras", "mutual_nearest", "cell_pixels", "cell_points", "candidate_pairs", "cameras_from_descriptors"]

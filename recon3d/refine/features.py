@@ -6,7 +6,6 @@ pixel's centre at (0.5, 0.5)), which is what COLMAP's SIFT returns and what
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from recon3d.devices import available_cores
 from recon3d.refine.sift import detect_all
 
 # Photos whose (detection-size) long side is below this get SIFT's upsampled first octave.
@@ -72,12 +72,6 @@ def extract_features(images: Sequence[PIL.Image.Image], max_features: int = 4096
             xy = xy * np.array([image.width / grey.shape[1], image.height / grey.shape[0]])
             features.append(ViewFeatures(xy, torch.nn.functional.normalize(torch.from_numpy(desc), dim=1)))
     return features
-
-
-def available_cores(limit: int = 8) -> int:
-    """CPU cores this process may run on, at most ``limit``."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, limit))
 
 
 def _worker_count(workers: int | None, num_images: int) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import PIL.Image
 
+from recon3d.devices import available_cores
 from recon3d.errors import InputError
 from recon3d.geometry.align import Sim3
 from recon3d.io.colmap import colmap_cameras
@@ -33,7 +34,6 @@ from recon3d.refine.bundle import (
     subset_tracks,
 )
 from recon3d.refine.features import (
-    available_cores,
     extract_features,
     match_descriptors,
     retrieve_pairs,
